@@ -1,0 +1,23 @@
+"""The pyro-objects command line: each command turns its options into library calls."""
+import click
+
+from pyro_objects.errors import InputError
+
+
+class _Group(click.Group):
+    """Bad input ends with one line that names the problem and exit status 1, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="pyro-objects")
+def main():
+    """Learn, sample and decompose images made of objects."""
+
+
+from . import commands  # noqa: E402,F401  (registers the commands)

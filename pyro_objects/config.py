@@ -1,0 +1,107 @@
+"""Per-dataset configurations: architectures in Table 5 notation, App. B hyperparameters.
+
+Where the paper's own value was not available to us, the field's comment says
+"ours". `CONFIGS[name]` is the full-size config, `quick(cfg)` a tiny one that
+trains on a CPU in minutes.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str
+    image_size: int          # N: images are N×N
+    canvas_size: int         # M: each object is drawn on an M×M canvas
+    slots: int               # J: object slots
+    z_dim: int = 32          # appearance latent per object
+    z_bg_dim: int = 8        # background latent (ours)
+    y_dim: int = 32          # scene latent; the first half drives positions (ζ), the rest appearances (ξ)
+
+    # Table 5 architectures (notation in nets.py)
+    obj_decoder: str = ""    # F_obj: z -> M×M RGB + alpha
+    bg_decoder: str = ""     # F_bg: z_bg -> N×N RGB
+    obj_encoder: str = ""    # Q(z_j, d_j | θ_j, x): -> mean and log-scale of (z, logit d)
+    bg_encoder: str = ""     # Q(z_bg | x)
+    position_unet: tuple = (32, 64, 128, 128)  # Q(θ | x): U-Net channels
+    zeta: str = "d256e-d256e"       # ζ(y_pos) -> position logits (ours; head added in model.py)
+    xi: str = "d256e-d256e"         # ξ(y_app, θ_j) -> prior on (z_j, logit d_j) (ours)
+    y_encoder: str = "d256e-d256e"  # Q(y | z, θ, d): per-object part, summed over objects (ours)
+    attentive: bool = True   # encode the θ-weighted crop instead of the whole image (Sec. 4)
+
+    # App. B training
+    lr: float = 5e-4
+    batch_size: int = 100
+    epochs: int = 500
+    sharpness: tuple = (0.3, 1e-4)   # inverse Gumbel-softmax temperature 0.3·2^(1e-4·i) at step i
+    min_temperature: float = 0.01    # floor on the temperature (ours)
+    sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale, before and after the switch
+    sigma_switch: float = 0.5        # fraction of the epochs after which σ switches (ours)
+    beta_y: float = 0.01
+    beta_z: float = 1.0
+    beta_d: float = 1.0
+    beta_bg: float = 1.0
+    theta_penalty: float = 1e4       # weight, per image, of the aggregated-posterior L1 on θ (ours)
+    alpha_penalty: float = 0.0       # weight of the α·log α term that pushes alphas to 0 or 1
+    depth_softness: float = 0.05     # τ of the soft depth order, on the (0, 1) depth scale (ours)
+    placement: str = "fft"           # 'fft' or 'direct': same answer, different speed
+    hyperprior_epochs: int = 10      # stage 2: epochs at the end that fit ζ, ξ and Q(y)
+
+    # data
+    n_train: int = 90_000
+    n_eval: int = 10_000
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+POLYGONS = Config(
+    dataset="polygons", image_size=64, canvas_size=32, slots=2,
+    obj_decoder="d1024e-v64x4x4-cT64e-b-cT32e-b-cT32e-b-c4",
+    bg_decoder="d1024e-v64x4x4-cT64e-cT32e-cT32e-cT16e-c3",
+    obj_encoder="c32s2e-b-c64s2e-b-c64s2e-b-c128s2e-b-d256e-d66",
+    bg_encoder="c16s2e-c32s2e-c32s2e-c64s2e-d128e-d16",
+)
+
+MULTI_DSPRITES = POLYGONS.replace(dataset="multi-dsprites", slots=4)
+
+CLEVR3 = Config(
+    dataset="clevr3", image_size=96, canvas_size=48, slots=3, attentive=False,
+    obj_decoder="d576e-v64x3x3-cT64e-b-cT64e-b-cT32e-b-cT32e-b-c4",
+    bg_decoder="d576e-v64x3x3-cT64e-cT64e-cT32e-cT32e-cT16e-c3",
+    obj_encoder="c32s2e-b-c32s2e-b-c64s2e-b-c64s2e-b-c128s2e-b-d256e-d66",
+    bg_encoder="c16s2e-c32s2e-c32s2e-c64s2e-c64s2e-d128e-d16",
+)
+
+CLEVR5 = CLEVR3.replace(dataset="clevr5", slots=5)
+CLEVR5_VBG = CLEVR3.replace(dataset="clevr5-vbg", slots=5)
+
+CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEVR5_VBG)}
+
+
+def folder_config(image_size=64, slots=3):
+    """A config for the user's own images: the polygons networks, scaled to N."""
+    base = POLYGONS if image_size <= 64 else CLEVR3
+    if image_size not in (64, 96):
+        raise ValueError(f"folder images must be resized to 64 or 96 pixels, not {image_size}")
+    return base.replace(dataset="folder", slots=slots, attentive=False)
+
+
+def quick(cfg):
+    """A tiny version of cfg: small networks and data, a few epochs; minutes on a CPU."""
+    down = "-".join(["c16s2e"] * 3)
+    return cfg.replace(
+        z_dim=8, z_bg_dim=4, y_dim=8,
+        obj_decoder=_upsampler(cfg.canvas_size, 16, 4), bg_decoder=_upsampler(cfg.image_size, 8, 3),
+        obj_encoder=f"{down}-d64e-d18", bg_encoder=f"{down}-d32e-d8",
+        position_unet=(8, 16, 16), zeta="d32e", xi="d32e", y_encoder="d32e",
+        batch_size=32, epochs=4, n_train=1024, n_eval=128, hyperprior_epochs=1, lr=1e-3,
+    )
+
+
+def _upsampler(size, width, out_channels):
+    """A small decoder from a vector to size×size: a 4×4 (or 3×3) seed doubled until it fits."""
+    seed = 3 if size % 3 == 0 else 4
+    ups = "-".join([f"cT{width}e"] * int(math.log2(size // seed)))
+    return f"d{width * seed * seed}e-v{width}x{seed}x{seed}-{ups}-c{out_channels}"

@@ -1,0 +1,65 @@
+"""Datasets: images with, where known, their ground truth.
+
+Every dataset is a `Dataset`: uint8 images [n, N, N, 3] and, for synthetic
+ones, `amodal` bool [n, K, N, N] (each object whole, hidden parts included,
+listed back to front: index 0 is farthest) and `count` [n] (objects present;
+slots past it are empty). The same layout is the ground-truth file format
+that `pyro-objects score` reads.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import InputError
+from . import polygons
+
+GENERATORS = {"polygons": polygons.generate}
+SPLITS = ("train", "eval")
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: torch.Tensor                    # uint8 [n, N, N, 3]
+    amodal: Optional[torch.Tensor] = None   # bool [n, K, N, N], back to front
+    count: Optional[torch.Tensor] = None    # int [n]
+
+    def __len__(self):
+        return self.images.shape[0]
+
+    @property
+    def image_size(self):
+        return self.images.shape[1]
+
+    @property
+    def has_truth(self):
+        return self.amodal is not None
+
+    def batch(self, index, device=None):
+        """Images as floats in [0, 1]: [B, 3, N, N]."""
+        return to_float(self.images[index].to(device))
+
+
+def to_float(images):
+    """uint8 [B, N, N, 3] -> float [B, 3, N, N] in [0, 1]"""
+    return images.permute(0, 3, 1, 2).float() / 255
+
+
+def split_seed(seed, split):
+    """Train and eval draw from disjoint seeds, so their images never coincide."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    return 2 * seed + SPLITS.index(split)
+
+
+def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
+    """A dataset by name: 'polygons', ... ; n images of the split (default: the config's size)."""
+    if name not in GENERATORS:
+        raise InputError(f"unknown dataset {name!r}: choose from {', '.join(sorted(GENERATORS))}")
+    if n is None:
+        from ..config import CONFIGS
+        cfg = cfg or CONFIGS[name]
+        n = cfg.n_train if split == "train" else cfg.n_eval
+    data = GENERATORS[name](n, split_seed(seed, split), device=device)
+    return Dataset(name, data["images"], data["amodal"], data["count"])

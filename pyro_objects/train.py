@@ -1,0 +1,195 @@
+"""Training by stochastic variational inference, resumable to the step.
+
+A straight loop: each step is one `SVI.step` on a batch. The checkpoint holds
+everything the next step depends on (networks, Adam's state, the position in
+the epoch's fixed shuffle, the RNG), so a run stopped by its time budget and
+resumed ends where an uninterrupted run would.
+"""
+import csv
+import dataclasses
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import pyro.optim
+import torch
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from . import data as datasets
+from .elbo import from_config
+from .errors import InputError
+from .guide import Guide
+from .model import Model
+from .runs import config_from_dict, load_checkpoint, save_checkpoint, save_config
+
+
+def temperature(cfg, step):  # App. B: sharpness 0.3·2^(1e-4·i); the temperature is its inverse
+    a, rate = cfg.sharpness
+    return max(1.0 / (a * 2.0 ** (rate * step)), cfg.min_temperature)
+
+
+def sigma(cfg, epoch):  # App. B: σ drops from 0.01/√3 to 0.01/√5 part-way through
+    return cfg.sigma[0] if epoch < cfg.sigma_switch * cfg.epochs else cfg.sigma[1]
+
+
+def parse_duration(text):
+    """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise InputError(f"cannot read the duration {text!r}: use e.g. 90s, 9m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
+          log_every=25, figures=True, progress=True):
+    """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
+
+    time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
+    max_steps: stop the same way once this many steps (counted from the run's start) are done.
+    data: a Dataset to train on (default: the config's dataset, generated from the seed).
+    """
+    start_time = time.monotonic()
+    run_dir = Path(run_dir)
+    state = None
+    if resume:
+        state = load_checkpoint(run_dir, device)
+        cfg, seed = config_from_dict(state["config"]), state["seed"]
+    elif (run_dir / "checkpoint.pt").exists():
+        raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir, cfg)
+
+    pyro.clear_param_store()
+    pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
+    torch.manual_seed(seed)
+    model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+    lr = cfg.lr
+    if data is None:
+        data = datasets.load(cfg.dataset, "train", cfg.n_train, seed, device=device, cfg=cfg)
+    if data.image_size != cfg.image_size:
+        raise InputError(f"images are {data.image_size}×{data.image_size} but {cfg.dataset} needs {cfg.image_size}×{cfg.image_size}")
+    steps_per_epoch = len(data) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise InputError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
+
+    epoch, batch, step, optim_state = 0, 0, 0, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
+        epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
+        torch.set_rng_state(state["rng"].cpu())
+        if device != "cpu" and torch.cuda.is_available() and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+    optim = pyro.optim.Adam({"lr": lr})
+    if optim_state is not None:
+        optim.set_state(optim_state)
+    elbo = from_config(cfg)
+    svi = SVI(model, guide, optim, loss=elbo)
+
+    def checkpoint():
+        save_checkpoint(run_dir, {
+            "config": dataclasses.asdict(cfg), "seed": seed, "model": model.state_dict(), "guide": guide.state_dict(),
+            "optim": optim.get_state(), "epoch": epoch, "batch": batch, "step": step, "lr": lr,
+            "temperature": temperature(cfg, step), "sigma": sigma(cfg, epoch),
+            "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state() if device != "cpu" else None})
+
+    log = _Log(run_dir, resume)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    step_time, stopped = 0.0, False
+    while epoch < cfg.epochs and not stopped:
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        while batch < steps_per_epoch:
+            out_of_time = time_budget is not None and time.monotonic() - start_time + 3 * step_time + 5 > time_budget
+            if out_of_time or (max_steps is not None and step >= max_steps):
+                stopped = True
+                break
+            tick = time.monotonic()
+            x = data.batch(order[batch * cfg.batch_size:(batch + 1) * cfg.batch_size], device)
+            loss = svi.step(x, temperature=temperature(cfg, step), sigma=sigma(cfg, epoch))
+            if not math.isfinite(loss):
+                lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
+                optim = pyro.optim.Adam({"lr": lr})
+                svi = SVI(model, guide, optim, loss=elbo)
+                pyro.clear_param_store()
+                continue
+            step, batch = step + 1, batch + 1
+            step_time = 0.9 * step_time + 0.1 * (time.monotonic() - tick) if step_time else time.monotonic() - tick
+            if step % log_every == 0 or batch == steps_per_epoch:
+                terms = {k: float(v) for k, v in elbo.last_terms.items()}
+                log.write(step, epoch, loss, terms, temperature(cfg, step), sigma(cfg, epoch), cfg.batch_size / step_time)
+                bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / step_time:.0f}")
+            bar.update(1)
+        if not stopped:
+            epoch, batch = epoch + 1, 0
+            checkpoint()
+            if figures:
+                _figures(run_dir, model, guide, data, device, epoch, log)
+    bar.close()
+    if stopped:
+        checkpoint()
+        bar.write(f"stopped at step {step} (epoch {epoch}) to keep the budget; continue with --resume", file=sys.stderr)
+    log.close()
+    return load_checkpoint(run_dir, device)
+
+
+def _fall_back(run_dir, step, lr, model, guide, device, bar):
+    """A non-finite loss: restore the last good checkpoint's networks and halve the learning rate."""
+    bar.write(f"non-finite loss at step {step}: restoring the last checkpoint, learning rate {lr:g} -> {lr / 2:g}",
+              file=sys.stderr)
+    if not (Path(run_dir) / "checkpoint.pt").exists():
+        raise FloatingPointError(f"non-finite loss at step {step}, before any checkpoint was written")
+    state = load_checkpoint(run_dir, device)
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    return lr / 2
+
+
+def _figures(run_dir, model, guide, data, device, epoch, log):
+    from .decompose import decompose
+    from .viz import decomposition_figure
+    x = data.batch(torch.arange(min(8, len(data))), device)
+    path = Path(run_dir) / "figures" / "decomposition.png"
+    fig = decomposition_figure(x, decompose(model, guide, x), path)
+    log.figure("decomposition", fig, epoch)
+
+
+class _Log:
+    """log.csv, and TensorBoard where it is installed."""
+
+    def __init__(self, run_dir, resume):
+        self.path = Path(run_dir) / "log.csv"
+        self.file = open(self.path, "a" if resume else "w", newline="")
+        self.writer, self.fields = None, None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        except ImportError:
+            self.tb = None
+
+    def write(self, step, epoch, loss, terms, temperature, sigma, images_per_s):
+        row = {"step": step, "epoch": epoch, "loss": loss, **terms, "temperature": temperature,
+               "sigma": sigma, "images_per_s": images_per_s}
+        if self.writer is None:
+            self.fields = list(row)
+            self.writer = csv.DictWriter(self.file, self.fields, extrasaction="ignore")
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, step)
+
+    def figure(self, tag, fig, epoch):
+        if self.tb is not None and fig is not None:
+            self.tb.add_figure(tag, fig, epoch)
+
+    def close(self):
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,86 @@
+"""Figures: decompositions (like the paper's Fig. 4) and generated scenes (Fig. 3)."""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .runs import atomic_write  # noqa: E402
+
+SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
+                             [0.7, 0.3, 0.9], [0.9, 0.5, 0.7], [0.4, 0.9, 0.9], [0.6, 0.4, 0.2]])
+
+
+def checkerboard(n, square=8):
+    """[3, n, n] grey checkerboard, to show transparency."""
+    i = torch.arange(n) // square
+    board = ((i[:, None] + i[None, :]) % 2).float() * 0.25 + 0.6
+    return board.expand(3, n, n)
+
+
+def over_checkerboard(rgb, alpha):
+    """rgb [..., 3, N, N], alpha [..., N, N] -> [..., 3, N, N]"""
+    a = alpha.unsqueeze(-3)
+    return a * rgb + (1 - a) * checkerboard(rgb.shape[-1]).to(rgb)
+
+
+def paint_segmentation(seg):
+    """[B, N, N] slot indices (-1 background) -> [B, 3, N, N]"""
+    colours = torch.cat([torch.zeros(1, 3), SLOT_COLOURS]).to(seg.device)
+    return colours[(seg + 1) % len(colours)].permute(0, 3, 1, 2)
+
+
+def _show(ax, image, title=None):
+    ax.imshow(image.detach().cpu().permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def _save(fig, path):
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format=path.suffix[1:] or "png"))
+    plt.close(fig)
+    return fig
+
+
+def decomposition_figure(x, parts, path=None):
+    """One row per image: input, reconstruction, modal segmentation, then each object
+    over a checkerboard, nearest first. x: [B, 3, N, N]; parts: from decompose()."""
+    B, J = parts["alpha"].shape[:2]
+    fig, axes = plt.subplots(B, 3 + J, figsize=(1.3 * (3 + J), 1.3 * B), squeeze=False)
+    objects = over_checkerboard(parts["rgb"], parts["alpha"])
+    for b in range(B):
+        _show(axes[b, 0], x[b], "input" if b == 0 else None)
+        _show(axes[b, 1], parts["recon"][b], "reconstruction" if b == 0 else None)
+        _show(axes[b, 2], paint_segmentation(parts["segmentation"][b:b + 1])[0], "segmentation" if b == 0 else None)
+        for k, j in enumerate(parts["depth"][b].argsort().tolist()):
+            _show(axes[b, 3 + k], objects[b, j], f"object {k + 1} (near→far)" if b == 0 and k == 0 else None)
+            axes[b, 3 + k].set_xlabel(f"slot {j}, d={parts['depth'][b, j]:.2f}", fontsize=6)
+    return _save(fig, path)
+
+
+def scenes_figure(scenes, path=None, objects=None, columns=8):
+    """A grid of generated scenes [B, 3, N, N]; with objects = (rgb [B, J, 3, N, N], alpha, depth),
+    a row of each scene's objects beneath it, nearest first, like the paper's Fig. 3."""
+    B = scenes.shape[0]
+    J = 0 if objects is None else objects[1].shape[1]
+    rows_per = 1 + J
+    rows = -(-B // columns) * rows_per
+    fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for b in range(B):
+        r, c = (b // columns) * rows_per, b % columns
+        axes[r, c].axis("on")
+        _show(axes[r, c], scenes[b])
+        if objects is not None:
+            rgb, alpha, depth = objects
+            for k, j in enumerate(depth[b].argsort().tolist()):
+                axes[r + 1 + k, c].axis("on")
+                _show(axes[r + 1 + k, c], over_checkerboard(rgb[b, j], alpha[b, j]))
+    return _save(fig, path)

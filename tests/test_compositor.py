@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from pyro_objects.compositor import blend_weights, compose, crop, modal_segmentation, place
+
+
+def one_hot_map(B, J, N, where):
+    theta = torch.zeros(B, J, N, N)
+    for j, (r, c) in enumerate(where):
+        theta[:, j, r, c] = 1
+    return theta
+
+
+@pytest.mark.parametrize("M", [7, 8])
+@pytest.mark.parametrize("method", ["fft", "direct"])
+def test_one_hot_theta_puts_canvas_centre_on_its_pixel(M, method):
+    N = 20
+    canvas = torch.zeros(1, 2, 1, M, M)
+    canvas[0, 0, 0, M // 2, M // 2] = 1.0   # a single bright pixel at the canvas centre
+    canvas[0, 1, 0, 0, 0] = 1.0             # and one at the canvas corner
+    placed = place(canvas, one_hot_map(1, 2, N, [(5, 13), (10, 10)]), method)
+    assert (placed[0, 0, 0] > 0.5).nonzero().tolist() == [[5, 13]]  # FFT leaves ~1e-7 elsewhere
+    assert (placed[0, 1, 0] > 0.5).nonzero().tolist() == [[10 - M // 2, 10 - M // 2]]
+    assert torch.allclose(placed.sum(), torch.tensor(2.0), atol=1e-5)
+
+
+def test_placement_cuts_off_what_falls_outside():
+    canvas = torch.ones(1, 1, 1, 5, 5)
+    placed = place(canvas, one_hot_map(1, 1, 10, [(0, 0)]), "direct")
+    assert placed.sum() == 9  # the 3×3 quarter of the canvas inside the image
+
+
+def test_fft_and_direct_placement_agree():
+    canvas = torch.rand(2, 3, 4, 9, 9)
+    theta = torch.softmax(torch.randn(2, 3, 16 * 16), -1).reshape(2, 3, 16, 16)
+    assert torch.allclose(place(canvas, theta, "fft"), place(canvas, theta, "direct"), atol=1e-5)
+
+
+@pytest.mark.parametrize("M", [7, 8])
+def test_crop_is_the_window_around_a_one_hot_theta_and_the_adjoint_of_placement(M):
+    N = 16
+    x = torch.rand(2, 3, N, N)
+    theta = one_hot_map(2, 1, N, [(8, 9)])
+    window = crop(x, theta, M, "direct")[:, 0]
+    assert torch.allclose(window, x[:, :, 8 - M // 2:8 - M // 2 + M, 9 - M // 2:9 - M // 2 + M])
+    soft = torch.softmax(torch.randn(2, 2, N * N), -1).reshape(2, 2, N, N)
+    assert torch.allclose(crop(x, soft, M, "fft"), crop(x, soft, M, "direct"), atol=1e-5)
+    canvas = torch.rand(2, 2, 3, M, M)  # <place(c, θ), x> = <c, crop(x, θ)>
+    lhs = (place(canvas, soft, "direct") * x.unsqueeze(1)).sum()
+    rhs = (canvas * crop(x, soft, M, "direct")).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-4)
+
+
+def two_opaque_squares():
+    N = 12
+    placed = torch.zeros(1, 2, 4, N, N)
+    placed[0, 0, :3, 2:8, 2:8] = torch.tensor([1.0, 0, 0])[:, None, None]  # red square
+    placed[0, 0, 3, 2:8, 2:8] = 1
+    placed[0, 1, :3, 5:11, 5:11] = torch.tensor([0, 0, 1.0])[:, None, None]  # blue square
+    placed[0, 1, 3, 5:11, 5:11] = 1
+    return placed, torch.full((1, 3, N, N), 0.5)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.01])
+def test_nearer_object_occludes_the_farther_and_swapping_depths_swaps_it(tau):
+    placed, bg = two_opaque_squares()
+    red_in_front = compose(placed, torch.tensor([[0.2, 0.8]]), bg, tau)
+    blue_in_front = compose(placed, torch.tensor([[0.8, 0.2]]), bg, tau)
+    overlap = (slice(None), 6, 6)
+    assert torch.allclose(red_in_front[0][overlap], torch.tensor([1.0, 0, 0]), atol=1e-3)
+    assert torch.allclose(blue_in_front[0][overlap], torch.tensor([0, 0, 1.0]), atol=1e-3)
+    # away from the overlap each square and the background are untouched
+    for image in (red_in_front, blue_in_front):
+        assert torch.allclose(image[0, :, 3, 3], torch.tensor([1.0, 0, 0]), atol=1e-3)
+        assert torch.allclose(image[0, :, 10, 10], torch.tensor([0, 0, 1.0]), atol=1e-3)
+        assert torch.allclose(image[0, :, 0, 11], torch.full((3,), 0.5))
+
+
+def test_hard_order_is_back_to_front_alpha_compositing():
+    alpha = torch.rand(3, 4, 5, 5)
+    d = torch.rand(3, 4)
+    w, w_bg = blend_weights(alpha, d, 0.0)
+    for b in range(3):
+        remaining = torch.ones(5, 5)  # composite near to far by hand
+        for j in d[b].argsort().tolist():
+            assert torch.allclose(w[b, j], alpha[b, j] * remaining, atol=1e-6)
+            remaining = remaining * (1 - alpha[b, j])
+        assert torch.allclose(w_bg[b], remaining, atol=1e-6)
+        assert torch.allclose(w[b].sum(0) + w_bg[b], torch.ones(5, 5), atol=1e-5)
+
+
+def test_modal_segmentation_takes_the_nearest_slot_over_threshold():
+    placed, _ = two_opaque_squares()
+    seg = modal_segmentation(placed[:, :, 3], torch.tensor([[0.7, 0.3]]))
+    assert seg[0, 6, 6] == 1 and seg[0, 3, 3] == 0 and seg[0, 0, 0] == -1
+    seg = modal_segmentation(placed[:, :, 3] * 0.2, torch.tensor([[0.7, 0.3]]))
+    assert (seg == -1).all()  # alphas under 0.3 belong to nobody
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown placement"):
+        place(torch.zeros(1, 1, 1, 3, 3), torch.zeros(1, 1, 4, 4), "magic")

@@ -1,0 +1,58 @@
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+
+from pyro_objects.data import polygons, to_float
+from pyro_objects.elbo import ObjectsELBO, aggregate_l1, binary_alpha_penalty, from_config
+from pyro_objects.guide import Guide
+from pyro_objects.model import Model
+
+
+def loss_of(elbo, model, guide, x, seed=1):
+    pyro.set_rng_seed(seed)
+    return elbo.differentiable_loss(model, guide, x, temperature=0.7)
+
+
+def test_equals_trace_elbo_when_every_beta_is_one_and_the_penalty_is_off(tiny_cfg):
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    ours = loss_of(ObjectsELBO(), model, guide, x)
+    pyros = loss_of(Trace_ELBO(max_plate_nesting=2), model, guide, x)
+    assert torch.allclose(ours, pyros, rtol=1e-5)
+
+
+def test_beta_scales_its_sites_kl_and_the_penalty_replaces_thetas(tiny_cfg):
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    plain, scaled = ObjectsELBO(), ObjectsELBO(beta={"z": 3.0}, theta_penalty=5.0)
+    loss_of(plain, model, guide, x)
+    loss_of(scaled, model, guide, x)
+    assert torch.allclose(scaled.last_terms["kl_z"], 3 * plain.last_terms["kl_z"], rtol=1e-5)
+    assert "kl_theta" in plain.last_terms and "kl_theta" not in scaled.last_terms
+    assert scaled.last_terms["theta_penalty"] > 0
+
+
+def test_aggregate_l1_is_zero_for_a_uniform_aggregate_and_positive_otherwise():
+    P = 16
+    assert aggregate_l1(torch.full((3, 2, P), 1.0 / P)) == 0
+    # two slots peaked on different pixels: not uniform on its own...
+    peaked = torch.zeros(1, 2, P)
+    peaked[0, 0, 3] = peaked[0, 1, 7] = 1
+    assert torch.isclose(aggregate_l1(peaked), torch.tensor(2 * (1 - 2 / P)))
+    # ...but peaks that tile every pixel across the batch aggregate to uniform
+    tiling = torch.eye(P).reshape(8, 2, P)
+    assert torch.isclose(aggregate_l1(tiling), torch.tensor(0.0), atol=1e-6)
+
+
+def test_binary_alphas_pay_no_alpha_penalty():
+    assert binary_alpha_penalty(torch.randint(0, 2, (2, 3, 4, 4)).float()) == 0
+    assert binary_alpha_penalty(torch.full((2, 3, 4, 4), 0.5)) > 0
+
+
+def test_a_few_svi_steps_lower_the_loss(tiny_cfg):
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = to_float(polygons.generate(8, seed=0, image_size=tiny_cfg.image_size)["images"])
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 3e-3}), loss=from_config(tiny_cfg))
+    losses = [svi.step(x, temperature=1.0) for _ in range(40)]
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5])

@@ -1,0 +1,82 @@
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_objects.decompose import decompose
+from pyro_objects.guide import Guide
+from pyro_objects.model import Model
+
+
+def traces(cfg, hyperprior):
+    model, guide = Model(cfg), Guide(cfg)
+    x = torch.rand(3, 3, cfg.image_size, cfg.image_size)
+    kwargs = dict(temperature=0.5, hyperprior=hyperprior)
+    guide_trace = poutine.trace(guide).get_trace(x, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **kwargs)
+    return model_trace, guide_trace
+
+
+def sites(trace):
+    return {name: site for name, site in trace.nodes.items()
+            if site["type"] == "sample" and name not in ("images", "objects")}
+
+
+@pytest.mark.parametrize("hyperprior", [False, True])
+def test_model_and_guide_have_the_papers_sites_shapes_and_plates(tiny_cfg, hyperprior):
+    cfg = tiny_cfg
+    N, J = cfg.image_size, cfg.slots
+    model_trace, guide_trace = traces(cfg, hyperprior)
+    expected = {"z_bg": (3, 1, cfg.z_bg_dim), "theta": (3, J, N * N), "z": (3, J, cfg.z_dim), "d": (3, J)}
+    if hyperprior:
+        expected["y"] = (3, 1, cfg.y_dim)
+    assert {n: tuple(s["value"].shape) for n, s in sites(guide_trace).items()} == expected
+    assert {n: tuple(s["value"].shape) for n, s in sites(model_trace).items()} == {**expected, "x": (3, 1, 3, N, N)}
+    plates = {n: [f.name for f in s["cond_indep_stack"]] for n, s in sites(model_trace).items()}
+    for name in ("theta", "z", "d"):
+        assert plates[name] == ["images", "objects"]
+    for name in ("z_bg", "x") + (("y",) if hyperprior else ()):
+        assert plates[name] == ["images"]
+    assert sites(model_trace)["x"]["is_observed"]
+    d = sites(guide_trace)["d"]["value"]
+    assert ((d > 0) & (d < 1)).all()
+
+
+def test_positions_come_from_a_relaxed_one_hot_over_pixels(tiny_cfg):
+    _, guide_trace = traces(tiny_cfg, False)
+    theta = sites(guide_trace)["theta"]
+    assert isinstance(theta["fn"], pyro.distributions.RelaxedOneHotCategorical)
+    assert torch.allclose(theta["value"].sum(-1), torch.ones(3, tiny_cfg.slots), atol=1e-4)
+
+
+def test_do_theta_puts_each_object_where_it_is_told(tiny_cfg):
+    cfg = tiny_cfg
+    N = cfg.image_size
+    model = Model(cfg)
+    theta = torch.zeros(2, cfg.slots, N * N)
+    theta[:, 0, 5 * N + 20] = 1      # slot 0 at row 5, col 20
+    theta[:, 1, 25 * N + 9] = 1      # slot 1 at row 25, col 9
+    out = poutine.do(model, data={"theta": theta})(n=2)
+    alpha = out["placed"][:, :, 3]
+    M = cfg.canvas_size
+    canvas_alpha = out["canvas"][:, :, 3]
+    for j, (r, c) in enumerate([(5, 20), (25, 9)]):
+        # the canvas centre lands on (r, c), the rest of the canvas around it
+        assert torch.allclose(alpha[:, j, r, c], canvas_alpha[:, j, M // 2, M // 2], atol=1e-5)
+        rows = slice(max(r - M // 2, 0), r - M // 2 + M)
+        cols = slice(max(c - M // 2, 0), c - M // 2 + M)
+        inside = alpha[:, j, rows, cols].sum()
+        assert torch.allclose(inside, alpha[:, j].sum(), rtol=1e-4)
+
+
+def test_decompose_conditions_the_model_on_the_guides_modes(tiny_cfg):
+    cfg = tiny_cfg
+    model, guide = Model(cfg).eval(), Guide(cfg).eval()
+    x = torch.rand(4, 3, cfg.image_size, cfg.image_size)
+    parts = decompose(model, guide, x)
+    J, N = cfg.slots, cfg.image_size
+    assert parts["recon"].shape == (4, 3, N, N) and parts["alpha"].shape == (4, J, N, N)
+    assert parts["depth"].shape == (4, J) and parts["theta"].shape == (4, J, 2)
+    assert parts["segmentation"].min() >= -1 and parts["segmentation"].max() < J
+    # the modes are deterministic
+    assert torch.equal(decompose(model, guide, x)["recon"], parts["recon"])

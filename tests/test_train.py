@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from pyro_objects import data
+from pyro_objects.data import polygons
+from pyro_objects.errors import InputError
+from pyro_objects.runs import load_checkpoint
+from pyro_objects.train import parse_duration, temperature, train
+
+
+def tiny_data(cfg, n=32):
+    d = polygons.generate(n, seed=0, image_size=cfg.image_size)
+    return data.Dataset("polygons", d["images"], d["amodal"], d["count"])
+
+
+def run(cfg, path, **kwargs):
+    return train(cfg, path, data=tiny_data(cfg), figures=False, progress=False, log_every=1, **kwargs)
+
+
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path):
+    cfg = tiny_cfg.replace(epochs=3)  # 4 steps an epoch
+    whole = run(cfg, tmp_path / "whole")
+    first = run(cfg, tmp_path / "split", max_steps=6)  # stops mid-epoch
+    assert (first["epoch"], first["batch"], first["step"]) == (1, 2, 6)
+    resumed = run(cfg, tmp_path / "split", resume=True)
+    assert resumed["step"] == whole["step"] == 12
+    for part in ("model", "guide"):
+        for name, tensor in whole[part].items():
+            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name} differs after resuming"
+    log = (tmp_path / "split" / "log.csv").read_text().splitlines()
+    assert len(log) == 1 + 12  # header, then one row per step across both sessions
+
+
+def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path):
+    run(tiny_cfg, tmp_path / "r", max_steps=1)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    with pytest.raises(InputError, match="already holds a run"):
+        run(tiny_cfg, tmp_path / "r")
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_rate(tiny_cfg, tmp_path, monkeypatch, capsys):
+    import pyro.infer
+    real_step, calls = pyro.infer.SVI.step, {"n": 0}
+
+    def step_with_one_nan(self, *args, **kwargs):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 6 else real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(pyro.infer.SVI, "step", step_with_one_nan)
+    state = run(tiny_cfg, tmp_path / "r")
+    assert state["lr"] == tiny_cfg.lr / 2 and state["step"] == 8
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert "non-finite loss at step 5" in capsys.readouterr().err
+
+
+def test_corrupt_and_missing_checkpoints_are_named(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_checkpoint(tmp_path / "nothing")
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(tmp_path)
+
+
+def test_schedules_and_durations(tiny_cfg):
+    assert temperature(tiny_cfg, 0) == pytest.approx(1 / 0.3)
+    assert temperature(tiny_cfg, 10_000) == pytest.approx(1 / 0.6)
+    assert temperature(tiny_cfg, 10 ** 7) == tiny_cfg.min_temperature
+    assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
+    with pytest.raises(InputError):
+        parse_duration("soon")
