@@ -25,7 +25,7 @@ class Config:
     obj_encoder: str = ""    # Q(z_j, d_j | θ_j, x): -> mean and log-scale of (z, logit d)
     bg_encoder: str = ""     # Q(z_bg | x)
     position_unet: tuple = (32, 64, 128, 128)  # Q(θ | x): U-Net channels
-    zeta: str = "d256e-d256e"       # ζ(y_pos) -> position logits (ours; head added in model.py)
+    zeta: str = ""                  # ζ(y_pos) -> J×N×N position logits (ours)
     xi: str = "d256e-d256e"         # ξ(y_app, θ_j) -> prior on (z_j, logit d_j) (ours)
     y_encoder: str = "d256e-d256e"  # Q(y | z, θ, d): per-object part, summed over objects (ours)
     attentive: bool = True   # encode the θ-weighted crop instead of the whole image (Sec. 4)
@@ -34,14 +34,15 @@ class Config:
     lr: float = 5e-4
     batch_size: int = 100
     epochs: int = 500
-    sharpness: tuple = (0.3, 1e-4)   # inverse Gumbel-softmax temperature 0.3·2^(1e-4·i) at step i
+    sharpness: tuple = (1.0, 1e-4)   # inverse Gumbel-softmax temperature a·2^(r·i) at step i; App. B has a = 0.3,
+                                     # which kept θ too soft to localise in our runs (docs/TUNING.md): ours is a = 1
     min_temperature: float = 0.01    # floor on the temperature (ours)
     sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale, before and after the switch
     sigma_switch: float = 0.5        # fraction of the epochs after which σ switches (ours)
     beta_y: float = 0.01
-    beta_z: float = 1.0
+    beta_z: float = 2000.0           # ours: with σ ≈ 0.006 the likelihood dwarfs a β = 1 KL (docs/TUNING.md)
     beta_d: float = 1.0
-    beta_bg: float = 1.0
+    beta_bg: float = 500.0           # ours
     theta_penalty: float = 1e4       # weight, per image, of the aggregated-posterior L1 on θ (ours)
     alpha_penalty: float = 0.0       # weight of the α·log α term that pushes alphas to 0 or 1
     depth_softness: float = 0.05     # τ of the soft depth order, on the (0, 1) depth scale (ours)
@@ -57,25 +58,27 @@ class Config:
 
 
 POLYGONS = Config(
-    dataset="polygons", image_size=64, canvas_size=32, slots=2,
-    obj_decoder="d1024e-v64x4x4-cT64e-b-cT32e-b-cT32e-b-c4",
+    dataset="polygons", image_size=64, canvas_size=24, slots=2,  # M = 24: a pair of polygons overflows it
+    obj_decoder="d576e-v64x3x3-cT64e-b-cT32e-b-cT32e-b-c4",
     bg_decoder="d1024e-v64x4x4-cT64e-cT32e-cT32e-cT16e-c3",
+    zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c2",
     obj_encoder="c32s2e-b-c64s2e-b-c64s2e-b-c128s2e-b-d256e-d66",
     bg_encoder="c16s2e-c32s2e-c32s2e-c64s2e-d128e-d16",
 )
 
-MULTI_DSPRITES = POLYGONS.replace(dataset="multi-dsprites", slots=4)
+MULTI_DSPRITES = POLYGONS.replace(dataset="multi-dsprites", slots=4, zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c4")
 
 CLEVR3 = Config(
     dataset="clevr3", image_size=96, canvas_size=48, slots=3, attentive=False,
     obj_decoder="d576e-v64x3x3-cT64e-b-cT64e-b-cT32e-b-cT32e-b-c4",
     bg_decoder="d576e-v64x3x3-cT64e-cT64e-cT32e-cT32e-cT16e-c3",
+    zeta="d144e-v16x3x3-cT16e-cT16e-cT16e-cT16e-cT16e-c3",
     obj_encoder="c32s2e-b-c32s2e-b-c64s2e-b-c64s2e-b-c128s2e-b-d256e-d66",
     bg_encoder="c16s2e-c32s2e-c32s2e-c64s2e-c64s2e-d128e-d16",
 )
 
-CLEVR5 = CLEVR3.replace(dataset="clevr5", slots=5)
-CLEVR5_VBG = CLEVR3.replace(dataset="clevr5-vbg", slots=5)
+CLEVR5 = CLEVR3.replace(dataset="clevr5", slots=5, zeta="d144e-v16x3x3-cT16e-cT16e-cT16e-cT16e-cT16e-c5")
+CLEVR5_VBG = CLEVR5.replace(dataset="clevr5-vbg")
 
 CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEVR5_VBG)}
 
@@ -95,7 +98,7 @@ def quick(cfg):
         z_dim=8, z_bg_dim=4, y_dim=8,
         obj_decoder=_upsampler(cfg.canvas_size, 16, 4), bg_decoder=_upsampler(cfg.image_size, 8, 3),
         obj_encoder=f"{down}-d64e-d18", bg_encoder=f"{down}-d32e-d8",
-        position_unet=(8, 16, 16), zeta="d32e", xi="d32e", y_encoder="d32e",
+        position_unet=(8, 16, 16), zeta=_upsampler(cfg.image_size, 4, cfg.slots), xi="d32e", y_encoder="d32e",
         batch_size=32, epochs=4, n_train=1024, n_eval=128, hyperprior_epochs=1, lr=1e-3,
     )
 

@@ -54,8 +54,9 @@ class Model(nn.Module):
         # Footnote 1: ζ reads the first half of y, ξ the second, so positions and
         # appearances can be intervened on separately.
         self.y_pos = cfg.y_dim // 2
-        zeta = build(cfg.zeta, (self.y_pos,))
-        self.zeta = nn.Sequential(zeta, nn.Linear(zeta.out_shape[0], J * N * N))
+        self.zeta = build(cfg.zeta, (self.y_pos,))
+        if self.zeta.out_shape != (J, N, N):
+            raise ValueError(f"zeta draws {self.zeta.out_shape}, not {J}×{N}×{N} position logits")
         xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,))
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)

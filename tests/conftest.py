@@ -20,4 +20,4 @@ def tiny_cfg():
     return cfg.replace(image_size=32, canvas_size=16,
                        obj_decoder="d128e-v8x4x4-cT8e-cT8e-c4", bg_decoder="d128e-v8x4x4-cT8e-cT8e-cT8e-c3",
                        obj_encoder="c8s2e-c8s2e-d32e-d18", bg_encoder="c8s2e-c8s2e-d32e-d8",
-                       position_unet=(8, 8), batch_size=8, n_train=32, n_eval=8, epochs=2)
+                       position_unet=(8, 8), zeta="d32e-v2x4x4-cT4e-cT4e-cT4e-c2", batch_size=8, n_train=32, n_eval=8, epochs=2)

@@ -63,9 +63,10 @@ def test_corrupt_and_missing_checkpoints_are_named(tmp_path):
 
 
 def test_schedules_and_durations(tiny_cfg):
-    assert temperature(tiny_cfg, 0) == pytest.approx(1 / 0.3)
-    assert temperature(tiny_cfg, 10_000) == pytest.approx(1 / 0.6)
-    assert temperature(tiny_cfg, 10 ** 7) == tiny_cfg.min_temperature
+    cfg = tiny_cfg.replace(sharpness=(0.3, 1e-4))  # App. B's 0.3·2^(1e-4·i)
+    assert temperature(cfg, 0) == pytest.approx(1 / 0.3)
+    assert temperature(cfg, 10_000) == pytest.approx(1 / 0.6)
+    assert temperature(cfg, 10 ** 7) == cfg.min_temperature
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
