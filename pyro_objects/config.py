@@ -99,7 +99,7 @@ def quick(cfg):
         obj_decoder=_upsampler(cfg.canvas_size, 16, 4), bg_decoder=_upsampler(cfg.image_size, 8, 3),
         obj_encoder=f"{down}-d64e-d18", bg_encoder=f"{down}-d32e-d8",
         position_unet=(8, 16, 16), zeta=_upsampler(cfg.image_size, 4, cfg.slots), xi="d32e", y_encoder="d32e",
-        batch_size=32, epochs=4, n_train=1024, n_eval=128, hyperprior_epochs=1, lr=1e-3,
+        batch_size=32, epochs=5, n_train=2048, n_eval=128, hyperprior_epochs=1, lr=1e-3,
     )
 
 
