@@ -21,3 +21,4 @@ def main():
 
 
 from . import commands  # noqa: E402,F401  (registers the commands)
+from . import bench  # noqa: E402,F401

@@ -1,0 +1,31 @@
+"""bench: throughput on this machine, as a table and JSON."""
+import click
+
+from pyro_objects.bench import bench, table, write_json
+from pyro_objects.config import CONFIGS, quick
+from pyro_objects.errors import InputError
+
+from . import main
+from .commands import pick_device
+
+
+@main.command("bench")
+@click.argument("dataset", default="polygons")
+@click.option("--batch-sizes", default="100", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--repeats", type=int, default=20, show_default=True, help="Timed repeats per figure (median).")
+@click.option("--quick", "is_quick", is_flag=True, help="The tiny networks of --quick runs.")
+@click.option("--device")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
+def bench_command(dataset, batch_sizes, repeats, is_quick, device, json_path):
+    """Images/s of training (Pyro SVI and plain PyTorch), decomposition, sampling, data generation."""
+    if dataset not in CONFIGS:
+        raise InputError(f"unknown dataset {dataset!r}: choose from {', '.join(sorted(CONFIGS))}")
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",")]
+    except ValueError:
+        raise InputError(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}") from None
+    cfg = quick(CONFIGS[dataset]) if is_quick else CONFIGS[dataset]
+    rows = bench(cfg, pick_device(device), sizes, repeats=repeats, warmup=max(2, repeats // 4))
+    click.echo(table(rows))
+    if json_path:
+        write_json(rows, json_path)

@@ -1,0 +1,120 @@
+"""Throughput benchmarks: training, decomposition, sampling and data generation.
+
+`plain_loss` is the objective of elbo.py written as one plain PyTorch function:
+the same networks, the same random draws in the same order, no Pyro. It is
+the yardstick for Pyro's per-step overhead, and a check that the Pyro program
+computes what we think it does (tests/test_bench.py).
+"""
+import json
+import time
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import SVI
+
+from . import data as datasets
+from .compositor import compose, place
+from .decompose import decompose
+from .elbo import aggregate_l1, binary_alpha_penalty, from_config
+from .guide import Guide
+from .model import Model
+from .runs import atomic_write
+
+
+def plain_loss(model, guide, x, temperature, sigma, elbo):
+    """The stage-1 loss of `elbo` on x, without Pyro. Draws in the guide's order, so
+    with the same RNG state it returns the same number as `elbo.differentiable_loss`."""
+    cfg, beta = model.cfg, elbo.beta
+    B, J, N = x.shape[0], cfg.slots, cfg.image_size
+    q_bg = guide.q_z_bg(x)
+    z_bg = q_bg.rsample()
+    q_theta = dist.RelaxedOneHotCategorical(torch.as_tensor(temperature, device=x.device), logits=guide.theta_logits(x))
+    theta = q_theta.rsample()
+    q_z, q_d = guide.q_z_d(x, theta)
+    z, d = q_z.rsample(), q_d.rsample()
+    placed = place(model.draw_objects(z), theta.reshape(B, J, N, N), cfg.placement)
+    x_mean = compose(placed, d, model.draw_background(z_bg[:, 0]), cfg.depth_softness)
+    standard = dist.Normal(0.0, 1.0)
+    prior_d = dist.TransformedDistribution(standard, q_d.transforms)
+    loss = -dist.Normal(x_mean, sigma).log_prob(x).sum()
+    loss = loss + beta.get("z_bg", 1.0) * (q_bg.log_prob(z_bg) - standard.log_prob(z_bg).sum(-1)).sum()
+    loss = loss + beta.get("z", 1.0) * (q_z.log_prob(z) - standard.log_prob(z).sum(-1)).sum()
+    loss = loss + beta.get("d", 1.0) * (q_d.log_prob(d) - prior_d.log_prob(d)).sum()
+    loss = loss + elbo.theta_penalty * aggregate_l1(q_theta.probs)
+    if elbo.alpha_penalty:
+        loss = loss + elbo.alpha_penalty * binary_alpha_penalty(model.draw_objects(z)[:, :, 3])
+    return loss
+
+
+def _time(fn, device, repeats, warmup):
+    """Median seconds of fn() over repeats, after warmup calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device != "cpu":
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        fn()
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tick)
+    return sorted(times)[len(times) // 2]
+
+
+def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5):
+    """One row of measurements per batch size: images/s of a training step (Pyro's SVI
+    and plain PyTorch), decomposition, sampling and data generation, and peak memory."""
+    pyro.enable_validation(False)
+    temperature, sigma = 1.0, cfg.sigma[0]
+    rows = []
+    for B in batch_sizes:
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+        x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
+        elbo = from_config(cfg)
+        if device != "cpu":
+            torch.cuda.reset_peak_memory_stats()
+        svi = SVI(model, guide, pyro.optim.Adam({"lr": cfg.lr}), loss=elbo)
+        t_svi = _time(lambda: svi.step(x, temperature=temperature, sigma=sigma), device, repeats, warmup)
+        params = list(model.parameters()) + list(guide.parameters())
+        adam = torch.optim.Adam(params, lr=cfg.lr)
+
+        def plain_step():
+            adam.zero_grad(set_to_none=True)
+            plain_loss(model, guide, x, temperature, sigma, elbo).backward()
+            adam.step()
+
+        t_plain = _time(plain_step, device, repeats, warmup)
+        with torch.no_grad():
+            t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warmup)
+            t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warmup)
+        t_data = _time(lambda: datasets.load(cfg.dataset, "eval", B, device=device), device, max(3, repeats // 4), 1)
+        rows.append({
+            "dataset": cfg.dataset, "device": _device_name(device), "batch": B,
+            "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
+            "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": B / t_data,
+            "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
+        })
+    return rows
+
+
+def _device_name(device):
+    return torch.cuda.get_device_name() if device != "cpu" else f"cpu ({torch.get_num_threads()} threads)"
+
+
+def table(rows):
+    """The rows as a Markdown table."""
+    cols = ["batch", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
+            "data_img_s", "peak_gib"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return f"{rows[0]['dataset']} on {rows[0]['device']}\n\n" + "\n".join(lines)
+
+
+def write_json(rows, path):
+    atomic_write(path, lambda p: p.write_text(json.dumps(rows, indent=2) + "\n"))
