@@ -1,4 +1,5 @@
 """train, sample and decompose."""
+import os
 from pathlib import Path
 
 import click
@@ -24,6 +25,18 @@ def pick_device(device):
     return device
 
 
+def join_process_group(device):
+    """Join torchrun's process group: NCCL on GPUs, gloo on CPUs. Returns this process's device."""
+    import torch.distributed as dist
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        dist.init_process_group("nccl")
+        return f"cuda:{local}"
+    dist.init_process_group("gloo")
+    return device
+
+
 @main.command("train")
 @click.argument("dataset")
 @click.option("--quick", "is_quick", is_flag=True, help="Tiny data and networks: minutes on a CPU.")
@@ -44,7 +57,10 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_di
     cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{dataset}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None
-    state = train(cfg, run_dir, device=pick_device(device), seed=seed, resume=resume, time_budget=budget)
+    device = pick_device(device)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun: one process per GPU
+        device = join_process_group(device)
+    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget)
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "
                f"figures in {run_dir / 'figures'}")
 

@@ -10,6 +10,8 @@ With every β = 1, λ = None and γ = 0 it is Pyro's Trace_ELBO, term for term.
 The guide must be fully reparameterised (ours is).
 """
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import torch_item
@@ -73,11 +75,18 @@ def from_config(cfg):
 def aggregate_l1(probs):  # Sec. 4: replaces KL(Q(θ) || p(θ))
     """B · ‖(1/BJ) Σ_{b,j} Q(θ_j | x_b) - uniform‖_1, scaled by B so that it weighs per image.
 
+    Under data parallelism the aggregate is over the global batch; each of the W
+    processes returns 1/W of the penalty, so their sum is the single-process value.
+
     probs: [B, J, P] (each row sums to 1) -> scalar
     """
-    B, _, P = probs.shape
-    aggregate = probs.mean((0, 1))
-    return B * (aggregate - 1.0 / P).abs().sum()
+    B, J, P = probs.shape
+    total, world = probs.sum((0, 1)), 1
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        world = dist.get_world_size()
+        total = dist_nn.all_reduce(total)  # differentiable: gradients flow back to every process
+    images = B * world
+    return images * (total / (images * J) - 1.0 / P).abs().sum() / world
 
 
 def binary_alpha_penalty(alpha):  # App. Fig. 14: push alphas to 0 or 1

@@ -118,7 +118,7 @@ class UNet(nn.Module):
         for skip in reversed(channels[:-1]):
             self.up.append(_block(c + skip, skip))
             c = skip
-        self.head = nn.Conv2d(c, out_channels, 1)
+        self.head = nn.Conv2d(c, out_channels, 1, bias=False)  # a constant logit shifts no softmax
 
     def forward(self, x):
         skips = []
@@ -132,5 +132,6 @@ class UNet(nn.Module):
 
 
 def _block(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.ELU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(min(8, c_out), c_out), nn.ELU())
+    # no conv bias: the group norm right after it would cancel it
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU())

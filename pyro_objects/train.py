@@ -16,6 +16,7 @@ from pathlib import Path
 import pyro
 import pyro.optim
 import torch
+import torch.distributed as dist
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
@@ -41,6 +42,12 @@ class Adam(pyro.optim.PyroOptim):
         self.adam = torch.optim.Adam(params, lr=lr, fused=fused or None)
 
     def __call__(self, params, *args, **kwargs):
+        if world_size() > 1:  # data parallel: every rank steps with the gradient of the global batch
+            grads = [p.grad for group in self.adam.param_groups for p in group["params"] if p.grad is not None]
+            flat = torch.cat([g.flatten() for g in grads])  # one all-reduce, not one per parameter
+            dist.all_reduce(flat)
+            for g, summed in zip(grads, flat.split([g.numel() for g in grads])):
+                g.copy_(summed.view_as(g))
         self.adam.step()
 
     def get_state(self):
@@ -48,6 +55,19 @@ class Adam(pyro.optim.PyroOptim):
 
     def set_state(self, state):
         self.adam.load_state_dict(state)
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def rank():
+    return dist.get_rank() if world_size() > 1 else 0
+
+
+def step_seed(seed, step, rank=0):
+    """The seed of one step's random draws: runs resume exactly with no RNG state saved."""
+    return (seed * 1_000_003 + step) * 64 + rank
 
 
 def temperature(cfg, step):  # App. B: sharpness 0.3·2^(1e-4·i); the temperature is its inverse
@@ -77,14 +97,20 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
+    me, world = rank(), world_size()
+    lead = me == 0  # only the first rank writes the checkpoint, log and figures
     state = None
     if resume:
         state = load_checkpoint(run_dir, device)
         cfg, seed = config_from_dict(state["config"]), state["seed"]
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir, cfg)
+    if cfg.batch_size % world:
+        raise InputError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
+    local = cfg.batch_size // world
+    if lead:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(run_dir, cfg)
 
     pyro.clear_param_store()
     pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
@@ -104,9 +130,6 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
         epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
-        torch.set_rng_state(state["rng"].cpu())
-        if device != "cpu" and torch.cuda.is_available() and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
     optim = Adam([model, guide], lr)
     if optim_state is not None:
         optim.set_state(optim_state)
@@ -114,26 +137,31 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     svi = SVI(model, guide, optim, loss=elbo)
 
     def checkpoint():
-        save_checkpoint(run_dir, {
-            "config": dataclasses.asdict(cfg), "seed": seed, "model": model.state_dict(), "guide": guide.state_dict(),
-            "optim": optim.get_state(), "epoch": epoch, "batch": batch, "step": step, "lr": lr,
-            "temperature": temperature(cfg, step), "sigma": sigma(cfg, epoch),
-            "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state() if device != "cpu" else None})
+        if lead:
+            save_checkpoint(run_dir, {
+                "config": dataclasses.asdict(cfg), "seed": seed, "model": model.state_dict(),
+                "guide": guide.state_dict(), "optim": optim.get_state(), "epoch": epoch, "batch": batch,
+                "step": step, "lr": lr, "temperature": temperature(cfg, step), "sigma": sigma(cfg, epoch)})
+        if world > 1:
+            dist.barrier()
 
-    log = _Log(run_dir, resume)
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    log = _Log(run_dir, resume) if lead else None
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=step, disable=not (progress and lead), unit="step",
+               dynamic_ncols=True)
     step_time, stopped = 0.0, False
     while epoch < cfg.epochs and not stopped:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         while batch < steps_per_epoch:
             out_of_time = time_budget is not None and time.monotonic() - start_time + 3 * step_time + 5 > time_budget
-            if out_of_time or (max_steps is not None and step >= max_steps):
+            if _any_rank(out_of_time, world) or (max_steps is not None and step >= max_steps):
                 stopped = True
                 break
             tick = time.monotonic()
-            x = data.batch(order[batch * cfg.batch_size:(batch + 1) * cfg.batch_size], device)
+            start = batch * cfg.batch_size + me * local  # this rank's share of the global batch
+            x = data.batch(order[start:start + local], device)
+            torch.manual_seed(step_seed(seed, step, me))
             loss = svi.step(x, temperature=temperature(cfg, step), sigma=sigma(cfg, epoch))
-            if not math.isfinite(loss):
+            if _any_rank(not math.isfinite(loss), world):
                 lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
                 optim = Adam([model, guide], lr)
                 svi = SVI(model, guide, optim, loss=elbo)
@@ -141,7 +169,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 continue
             step, batch = step + 1, batch + 1
             step_time = 0.9 * step_time + 0.1 * (time.monotonic() - tick) if step_time else time.monotonic() - tick
-            if step % log_every == 0 or batch == steps_per_epoch:
+            if lead and (step % log_every == 0 or batch == steps_per_epoch):
                 terms = {k: float(v) for k, v in elbo.last_terms.items()}
                 log.write(step, epoch, loss, terms, temperature(cfg, step), sigma(cfg, epoch), cfg.batch_size / step_time)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / step_time:.0f}")
@@ -149,14 +177,24 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         if not stopped:
             epoch, batch = epoch + 1, 0
             checkpoint()
-            if figures:
+            if figures and lead:
                 _figures(run_dir, model, guide, data, device, epoch, log)
     bar.close()
     if stopped:
         checkpoint()
         bar.write(f"stopped at step {step} (epoch {epoch}) to keep the budget; continue with --resume", file=sys.stderr)
-    log.close()
+    if lead:
+        log.close()
     return load_checkpoint(run_dir, device)
+
+
+def _any_rank(flag, world):
+    """True on every rank if it is true on any: all ranks stop, or fall back, together."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return bool(t.item())
 
 
 def _fall_back(run_dir, step, lr, model, guide, device, bar):
