@@ -46,14 +46,16 @@ def join_process_group(device):
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: networks under bf16 autocast.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, resume, time_budget):
+def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget):
     """Train on DATASET (polygons, ...)."""
     if dataset not in CONFIGS:
         raise InputError(f"unknown dataset {dataset!r}: choose from {', '.join(sorted(CONFIGS))}")
     cfg = quick(CONFIGS[dataset]) if is_quick else CONFIGS[dataset]
-    changes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "n_train": n_train}.items() if v}
+    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
+    changes = {k: v for k, v in changes.items() if v}
     cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{dataset}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None

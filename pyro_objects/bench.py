@@ -64,13 +64,14 @@ def _time(fn, device, repeats, warmup):
     return sorted(times)[len(times) // 2]
 
 
-def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5):
-    """One row of measurements per batch size: images/s of a training step (Pyro's SVI
-    and plain PyTorch), decomposition, sampling and data generation, and peak memory."""
+def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, precisions=("fp32",)):
+    """One row of measurements per batch size and precision: images/s of a training step
+    (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation, peak memory."""
     pyro.enable_validation(False)
     temperature, sigma = 1.0, cfg.sigma[0]
-    rows = []
-    for B in batch_sizes:
+    rows, base = [], cfg
+    for B, precision in [(B, p) for B in batch_sizes for p in precisions]:
+        cfg = base.replace(precision=precision)
         pyro.clear_param_store()
         torch.manual_seed(0)
         model, guide = Model(cfg).to(device), Guide(cfg).to(device)
@@ -93,7 +94,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5):
             t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warmup)
         t_data = _time(lambda: datasets.load(cfg.dataset, "eval", B, device=device), device, max(3, repeats // 4), 1)
         rows.append({
-            "dataset": cfg.dataset, "device": _device_name(device), "batch": B,
+            "dataset": cfg.dataset, "device": _device_name(device), "batch": B, "precision": precision,
             "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
             "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": B / t_data,
             "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
@@ -107,7 +108,7 @@ def _device_name(device):
 
 def table(rows):
     """The rows as a Markdown table."""
-    cols = ["batch", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
+    cols = ["batch", "precision", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
             "data_img_s", "peak_gib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

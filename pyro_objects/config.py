@@ -47,6 +47,7 @@ class Config:
     alpha_penalty: float = 0.0       # weight of the α·log α term that pushes alphas to 0 or 1
     depth_softness: float = 0.05     # τ of the soft depth order, on the (0, 1) depth scale (ours)
     placement: str = "fft"           # 'fft' or 'direct': same answer, different speed
+    precision: str = "fp32"          # 'bf16': networks under bf16 autocast; compositor and likelihood stay fp32
     hyperprior_epochs: int = 10      # stage 2: epochs at the end that fit ζ, ξ and Q(y)
 
     # data

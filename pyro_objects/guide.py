@@ -16,7 +16,7 @@ from torch import nn
 
 from .compositor import crop
 from .model import logit_normal, pixel_grid, positive
-from .nets import UNet, build
+from .nets import UNet, build, run
 
 
 class Guide(nn.Module):
@@ -52,10 +52,10 @@ class Guide(nn.Module):
 
     def theta_logits(self, x):  # Q(θ | x)
         """x: [B, 3, N, N] -> [B, J, N*N]"""
-        return self.position(x).flatten(2)
+        return run(self.position, x, self.cfg.precision).flatten(2)
 
     def q_z_bg(self, x):  # Q(z_bg | x), batch shape [B, 1]
-        loc, raw_scale = self.encode_background(x).chunk(2, -1)
+        loc, raw_scale = run(self.encode_background, x, self.cfg.precision).chunk(2, -1)
         return dist.Normal(loc[:, None], positive(raw_scale[:, None])).to_event(1)
 
     def q_z_d(self, x, theta):  # Q(z_j | θ_j, x) and Q(d_j | θ_j, x), batch shape [B, J]
@@ -67,7 +67,7 @@ class Guide(nn.Module):
         else:  # the whole image, with θ_j scaled to a peak of 1 as a fourth channel
             peak = where / where.amax((-1, -2), keepdim=True).clamp_min(1e-12)
             inputs = torch.cat([x.unsqueeze(1).expand(B, J, 3, N, N), peak.unsqueeze(2)], 2).reshape(B * J, 4, N, N)
-        loc, raw_scale = self.encode_object(inputs).reshape(B, J, -1).chunk(2, -1)
+        loc, raw_scale = run(self.encode_object, inputs, self.cfg.precision).reshape(B, J, -1).chunk(2, -1)
         scale = positive(raw_scale)
         return (dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1),
                 logit_normal(loc[..., -1], scale[..., -1]))

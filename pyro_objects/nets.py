@@ -47,6 +47,13 @@ class View(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
+def run(net, x, precision="fp32"):
+    """net(x) as float32; with precision 'bf16' the network itself runs under bf16 autocast.
+    Only networks go through here: placement, blending and the likelihood stay in float32."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return net(x).float()
+
+
 def build(spec, in_shape):
     """Build an nn.Sequential from a Table 5 string.
 
