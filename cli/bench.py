@@ -2,7 +2,7 @@
 import click
 
 from pyro_objects.bench import bench, table, write_json
-from pyro_objects.config import CONFIGS, quick
+from pyro_objects.config import config_for, quick
 from pyro_objects.errors import InputError
 
 from . import main
@@ -19,13 +19,11 @@ from .commands import pick_device
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
 def bench_command(dataset, batch_sizes, repeats, precision, is_quick, device, json_path):
     """Images/s of training (Pyro SVI and plain PyTorch), decomposition, sampling, data generation."""
-    if dataset not in CONFIGS:
-        raise InputError(f"unknown dataset {dataset!r}: choose from {', '.join(sorted(CONFIGS))}")
     try:
         sizes = [int(b) for b in batch_sizes.split(",")]
     except ValueError:
         raise InputError(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}") from None
-    cfg = quick(CONFIGS[dataset]) if is_quick else CONFIGS[dataset]
+    cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     precisions = precision.split(",")
     if not set(precisions) <= {"fp32", "bf16"}:
         raise InputError(f"--precision takes fp32 and/or bf16, not {precision!r}")

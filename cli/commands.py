@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from pyro_objects import data as datasets
-from pyro_objects.config import CONFIGS, quick
+from pyro_objects.config import config_for, quick
 from pyro_objects.decompose import decompose
 from pyro_objects.errors import InputError
 from pyro_objects.runs import load_run
@@ -50,14 +50,12 @@ def join_process_group(device):
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget):
-    """Train on DATASET (polygons, ...)."""
-    if dataset not in CONFIGS:
-        raise InputError(f"unknown dataset {dataset!r}: choose from {', '.join(sorted(CONFIGS))}")
-    cfg = quick(CONFIGS[dataset]) if is_quick else CONFIGS[dataset]
+    """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH."""
+    cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
     changes = {k: v for k, v in changes.items() if v}
     cfg = cfg.replace(**changes)
-    run_dir = Path(run_dir or f"runs/{dataset}{'-quick' if is_quick else ''}")
+    run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None
     device = pick_device(device)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun: one process per GPU
@@ -100,7 +98,7 @@ def decompose_command(run_dir, input_path, n, out, device):
     device = pick_device(device)
     cfg, model, guide, _ = load_run(run_dir, device)
     images = read_images(input_path, cfg.image_size) if input_path else \
-        datasets.load(cfg.dataset, "eval", max(n, 1), device=device).images
+        datasets.load(cfg.dataset, "eval", max(n, 1), device=device, cfg=cfg).images
     x = datasets.to_float(images[:n].to(device))
     out = Path(out or Path(run_dir) / "figures" / "decompose.png")
     decomposition_figure(x, decompose(model, guide, x), out)

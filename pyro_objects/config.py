@@ -67,7 +67,11 @@ POLYGONS = Config(
     bg_encoder="c16s2e-c32s2e-c32s2e-c64s2e-d128e-d16",
 )
 
-MULTI_DSPRITES = POLYGONS.replace(dataset="multi-dsprites", slots=4, zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c4")
+MULTI_DSPRITES = POLYGONS.replace(
+    dataset="multi-dsprites", slots=4, canvas_size=32,  # a rotated large square spans 28 px
+    obj_decoder="d1024e-v64x4x4-cT64e-b-cT32e-b-cT32e-b-c4",
+    zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c4",
+)
 
 CLEVR3 = Config(
     dataset="clevr3", image_size=96, canvas_size=48, slots=3, attentive=False,
@@ -84,12 +88,14 @@ CLEVR5_VBG = CLEVR5.replace(dataset="clevr5-vbg")
 CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEVR5_VBG)}
 
 
-def folder_config(image_size=64, slots=3):
-    """A config for the user's own images: the polygons networks, scaled to N."""
-    base = POLYGONS if image_size <= 64 else CLEVR3
-    if image_size not in (64, 96):
-        raise ValueError(f"folder images must be resized to 64 or 96 pixels, not {image_size}")
-    return base.replace(dataset="folder", slots=slots, attentive=False)
+def config_for(name):
+    """The config of a dataset name; 'folder:PATH' gets the polygons networks with J = 3."""
+    from .errors import InputError
+    if name.startswith("folder:"):
+        return POLYGONS.replace(dataset=name, slots=3, zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c3")
+    if name not in CONFIGS:
+        raise InputError(f"unknown dataset {name!r}: choose from {', '.join(sorted(CONFIGS))} or folder:PATH")
+    return CONFIGS[name]
 
 
 def quick(cfg):

@@ -84,3 +84,24 @@ def scenes_figure(scenes, path=None, objects=None, columns=8):
                 axes[r + 1 + k, c].axis("on")
                 _show(axes[r + 1 + k, c], over_checkerboard(rgb[b, j], alpha[b, j]))
     return _save(fig, path)
+
+
+def truth_figure(images, amodal, count, path=None):
+    """Ground truth, one column per image: the image, its modal segmentation, then each
+    object's amodal mask (hidden parts included), back to front.
+    images uint8 [B, N, N, 3]; amodal bool [B, K, N, N] back to front; count [B]."""
+    B, K = amodal.shape[:2]
+    visible = torch.stack([amodal[:, k] & ~amodal[:, k + 1:].any(1) for k in range(K)], 1)
+    seg = torch.where(visible.any(1), visible.int().argmax(1), torch.full_like(visible[:, 0], -1, dtype=torch.long))
+    fig, axes = plt.subplots(2 + K, B, figsize=(1.1 * B, 1.1 * (2 + K)), squeeze=False)
+    for b in range(B):
+        _show(axes[0, b], images[b].permute(2, 0, 1).float() / 255, "image" if b == 0 else None)
+        _show(axes[1, b], paint_segmentation(seg[b:b + 1])[0], "modal" if b == 0 else None)
+        for k in range(K):
+            if k >= int(count[b]):  # an empty slot
+                axes[2 + k, b].axis("off")
+                continue
+            colour = SLOT_COLOURS[k % len(SLOT_COLOURS), :, None, None].expand(3, *amodal.shape[-2:])
+            _show(axes[2 + k, b], over_checkerboard(colour, amodal[b, k].float()),
+                  "amodal, back first" if b == 0 and k == 0 else None)
+    return _save(fig, path)

@@ -66,3 +66,20 @@ def test_training_over_an_existing_run_is_refused(trained):
     before = (trained / "checkpoint.pt").read_bytes()
     one_line_error(invoke("train", "polygons", "--quick", "--out", trained), "already holds a run")
     assert (trained / "checkpoint.pt").read_bytes() == before
+
+
+def test_data_show_draws_the_ground_truth(tmp_path):
+    result = invoke("data", "show", "multi-dsprites", "--n", 4, "--out", tmp_path / "ds.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ds.png").stat().st_size > 0
+    one_line_error(invoke("data", "show", "mnist"), "unknown dataset 'mnist'")
+
+
+def test_train_on_a_folder_of_images(tmp_path):
+    from PIL import Image
+    for i in range(40):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (70, 90, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    result = invoke("train", f"folder:{tmp_path}", "--quick", "--epochs", "1", "--device", "cpu",
+                    "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()

@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 
 from ..errors import InputError
-from . import polygons
+from . import dsprites, folder, polygons
 
-GENERATORS = {"polygons": polygons.generate}
+GENERATORS = {"polygons": polygons.generate, "multi-dsprites": dsprites.generate}
 SPLITS = ("train", "eval")
 
 
@@ -54,7 +54,12 @@ def split_seed(seed, split):
 
 
 def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
-    """A dataset by name: 'polygons', ... ; n images of the split (default: the config's size)."""
+    """A dataset by name: 'polygons', 'multi-dsprites', or 'folder:PATH' (a folder or glob of
+    your own images); n images of the split (default: the config's size; all, for a folder)."""
+    if name.startswith("folder:"):
+        split_seed(seed, split)  # checks the split's name
+        images = folder.load(name[len("folder:"):], cfg.image_size if cfg else 64, split)
+        return Dataset(name, images[:n] if n else images)
     if name not in GENERATORS:
         raise InputError(f"unknown dataset {name!r}: choose from {', '.join(sorted(GENERATORS))}")
     if n is None:
