@@ -23,3 +23,4 @@ def main():
 from . import commands  # noqa: E402,F401  (registers the commands)
 from . import bench  # noqa: E402,F401
 from . import data  # noqa: E402,F401
+from . import evaluate  # noqa: E402,F401

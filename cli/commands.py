@@ -92,9 +92,17 @@ def sample_command(run_dir, n, out, seed, device):
               help="An .npz with 'images', uint8 [N, H, W, 3] (default: held-out images of the run's dataset).")
 @click.option("--n", type=int, default=8, show_default=True, help="Images in the figure.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/decompose.png).")
+@click.option("--output", "pred_path", type=click.Path(dir_okay=False),
+              help="Also export every input image's decomposition to this .npz (the format `score` reads).")
+@click.option("--batch-size", type=int, default=100, show_default=True, help="Images per batch for --output.")
 @click.option("--device")
-def decompose_command(run_dir, input_path, n, out, device):
-    """Decompose images into objects, depths and amodal masks (a figure like the paper's Fig. 4)."""
+def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device):
+    """Decompose images into objects, depths and amodal masks (a figure like the paper's Fig. 4).
+
+    With --output PRED.npz, every image (of --input, or the --n held-out ones) is exported:
+    alpha float [N, J, H, W] (each slot's placed amodal alpha), depth float [N, J] (larger is
+    farther), theta int [N, J, 2] (row, col of each slot's argmax pixel), recon float [N, H, W, 3] in [0, 1].
+    """
     device = pick_device(device)
     cfg, model, guide, _ = load_run(run_dir, device)
     images = read_images(input_path, cfg.image_size) if input_path else \
@@ -103,6 +111,10 @@ def decompose_command(run_dir, input_path, n, out, device):
     out = Path(out or Path(run_dir) / "figures" / "decompose.png")
     decomposition_figure(x, decompose(model, guide, x), out)
     click.echo(f"{len(x)} images -> {out}")
+    if pred_path:
+        from pyro_objects.evaluate import predict, save_npz
+        save_npz(pred_path, predict(model, guide, images.cpu(), batch_size, device))
+        click.echo(f"{len(images)} decompositions -> {pred_path}")
 
 
 def read_images(path, image_size):

@@ -83,3 +83,49 @@ def test_train_on_a_folder_of_images(tmp_path):
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_decompose_exports_predictions_that_score_reads(trained, tmp_path):
+    from pyro_objects.data import polygons
+    g = polygons.generate(5, seed=11)
+    np.savez(tmp_path / "gt.npz", images=g["images"].numpy(), amodal=g["amodal"].numpy(), count=g["count"].numpy())
+    result = invoke("decompose", trained, "--input", tmp_path / "gt.npz", "--out", tmp_path / "d.png",
+                    "--output", tmp_path / "pred.npz")
+    assert result.exit_code == 0, result.output
+    pred = np.load(tmp_path / "pred.npz")
+    J = pred["depth"].shape[1]
+    assert pred["alpha"].shape == (5, J, 64, 64) and pred["theta"].shape == (5, J, 2)
+    assert pred["recon"].shape == (5, 64, 64, 3) and 0 <= pred["recon"].min() <= pred["recon"].max() <= 1
+    result = invoke("score", tmp_path / "gt.npz", tmp_path / "pred.npz", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    assert "mIOU" in result.output and (tmp_path / "s.json").is_file()
+
+
+def test_score_of_the_ground_truth_itself_is_one(tmp_path):
+    import json
+    from pyro_objects.data import polygons
+    g = polygons.generate(8, seed=2)
+    amodal = g["amodal"].numpy()
+    np.savez(tmp_path / "gt.npz", amodal=amodal, count=g["count"].numpy())
+    depth = np.broadcast_to(np.linspace(0.9, 0.1, amodal.shape[1]), amodal.shape[:2])
+    np.savez(tmp_path / "pred.npz", alpha=amodal.astype(np.float32), depth=depth)
+    result = invoke("score", tmp_path / "gt.npz", tmp_path / "pred.npz", "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["mIOU"] == s["aIOU"] == s["FG-ARI"] == 1
+    np.savez(tmp_path / "bad.npz", alpha=amodal[:, :, :10].astype(np.float32), depth=depth)
+    one_line_error(invoke("score", tmp_path / "gt.npz", tmp_path / "bad.npz"), "bad.npz", "alpha")
+    one_line_error(invoke("score", tmp_path / "gt.npz", tmp_path / "none.npz"), "does not exist")
+
+
+def test_evaluate_writes_results_beside_the_papers(trained, tmp_path):
+    import json
+    out = tmp_path / "results.json"
+    result = invoke("evaluate", trained, "--n", 6, "--fid-n", 4, "--device", "cpu", "--json", out)
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    for k in ("mIOU", "aIOU", "FG-ARI", "MSE", "FID", "KIDx100", "FID objects"):
+        assert k in r["metrics"], k
+    assert r["paper"]["mIOU"] == 0.83 and r["images"] == 6
+    assert "| paper | 0.83 | 0.90 | 0.87 |" in out.with_suffix(".md").read_text()
+    assert out.with_name("results-dpa.png").is_file() or r["dpa_curve"] is None

@@ -1,0 +1,54 @@
+"""evaluate and score: the paper's numbers for a run, and for predictions of any model."""
+import json
+from pathlib import Path
+
+import click
+
+from pyro_objects import evaluate as ev
+from pyro_objects import metrics
+from pyro_objects.runs import atomic_write
+
+from . import main
+from .commands import pick_device
+
+
+@main.command("evaluate")
+@click.argument("run_dir", type=click.Path())
+@click.option("--split", type=click.Choice(["train", "eval"]), default="eval", show_default=True)
+@click.option("--n", type=int, default=10_000, show_default=True, help="Held-out images to evaluate.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Results file (default: RUN_DIR/results.json); the tables go beside it as .md.")
+@click.option("--fid/--no-fid", default=True, show_default=True, help="Also FID and KID of generated images.")
+@click.option("--fid-n", type=int, help="Images per set for FID and KID (default: --n).")
+@click.option("--batch-size", type=int, default=100, show_default=True)
+@click.option("--device")
+def evaluate_command(run_dir, split, n, json_path, fid, fid_n, batch_size, device):
+    """mIOU, aIOU, DPA, FG-ARI, MSE, FID and KID of a trained run, beside the paper's numbers."""
+    results, paths = ev.evaluate(run_dir, split, n, batch_size, pick_device(device), fid, fid_n, json_path)
+    click.echo(ev.markdown(results))
+    click.echo(" ".join(f"{kind}: {path}" for kind, path in paths.items()))
+
+
+@main.command("score")
+@click.argument("truth_path", metavar="GT.npz", type=click.Path(dir_okay=False))
+@click.argument("pred_path", metavar="PRED.npz", type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
+@click.option("--threshold", type=float, default=metrics.THRESHOLD, show_default=True,
+              help="A slot covers a pixel where its alpha exceeds this.")
+@click.option("--min-overlap", type=int, default=metrics.MIN_OVERLAP, show_default=True,
+              help="DPA scores pairs whose amodal masks share at least this many pixels.")
+def score_command(truth_path, pred_path, json_path, threshold, min_overlap):
+    """Decomposition metrics of any model's predictions from files alone.
+
+    GT.npz: amodal bool [N, K, H, W] (objects back to front, index 0 farthest), count int [N],
+    optionally images uint8 [N, H, W, 3]. PRED.npz: alpha float [N, J, H, W] (each slot's amodal
+    alpha), depth float [N, J] (larger is farther), optionally recon float [N, H, W, 3] in [0, 1].
+    """
+    scores = ev.score_files(truth_path, pred_path, threshold, min_overlap)
+    for name in ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE"):
+        if name in scores:
+            support = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scores["support"][name].items())
+            click.echo(f"{name:7s}{ev._fmt(scores[name], '{:.4f}' if name != 'MSE' else '{:.3e}')}  ({support})")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(json_path, lambda p: p.write_text(json.dumps(scores, indent=2) + "\n"))
