@@ -12,9 +12,9 @@ from typing import Optional
 import torch
 
 from ..errors import InputError
-from . import dsprites, folder, polygons
+from . import clevr, dsprites, folder, polygons
 
-GENERATORS = {"polygons": polygons.generate, "multi-dsprites": dsprites.generate}
+GENERATORS = {"polygons": polygons.generate, "multi-dsprites": dsprites.generate, **clevr.generators()}
 SPLITS = ("train", "eval")
 
 
@@ -54,7 +54,7 @@ def split_seed(seed, split):
 
 
 def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
-    """A dataset by name: 'polygons', 'multi-dsprites', or 'folder:PATH' (a folder or glob of
+    """A dataset by name: 'polygons', 'multi-dsprites', 'clevr3', 'clevr5', 'clevr5-vbg', or 'folder:PATH' (a folder or glob of
     your own images); n images of the split (default: the config's size; all, for a folder)."""
     if name.startswith("folder:"):
         split_seed(seed, split)  # checks the split's name

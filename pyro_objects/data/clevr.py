@@ -1,0 +1,170 @@
+"""CLEVR-like scenes (App. C.1), 96×96, drawn by our own torch ray caster (render.py).
+
+Scene parameters follow CLEVR's generator as the paper's authors configured it:
+CLEVR's camera (with ±0.5 jitter per coordinate) and three lights (±1 jitter),
+3 shapes, 8 colours (CLEVR's RGB values), 2 materials, 2 sizes, objects on the
+ground in x, y ∈ [-3, 3], at least 0.25 apart surface to surface and 0.4 apart
+along the camera's left and behind directions, cubes shrunk by √2, a random
+azimuth each. Variants:
+
+    clevr3      2-3 objects, sizes 1.3 / 1.0, at least 10 visible pixels each
+    clevr5      3-5 objects, sizes 1.1 / 0.85 (ours: "slightly smaller"), at least 50 visible pixels each
+    clevr5-vbg  as clevr5, the ground's diffuse reflectivity one of 6 log-spaced values in [0.1, 0.8] (ours)
+
+Scenes that break a constraint are redrawn, a batch at a time. Objects are listed
+back to front by the distance from the camera to their centres; a test checks that
+this order explains the rendered occlusions.
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import render
+
+SHAPES = ("sphere", "cube", "cylinder")
+MATERIALS = ("rubber", "metal")
+COLOURS = {  # CLEVR's colours, 0-255 RGB
+    "gray": (87, 87, 87), "red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
+    "brown": (129, 74, 25), "purple": (129, 38, 192), "cyan": (41, 208, 208), "yellow": (255, 238, 51),
+}
+RGB = torch.tensor(list(COLOURS.values())) / 255
+CAMERA = (7.358891, -6.925791, 4.958309)
+LIGHTS = ((6.4468, -2.9089, 4.2047), (-4.6719, -4.0259, 3.0140), (-1.1685, 2.6454, 5.8157))  # key, fill, back
+CAMERA_JITTER, LIGHT_JITTER = 0.5, 1.0
+AREA = 3.0          # x, y ∈ [-3, 3]
+MIN_DIST = 0.25     # surface to surface
+MARGIN = 0.4        # along the camera's left and behind directions
+BLOCK = 16          # scenes drawn at a time
+
+
+@dataclass(frozen=True)
+class Variant:
+    objects: tuple          # (fewest, most)
+    sizes: tuple            # (large, small) radius
+    min_visible: int        # visible pixels every object must keep
+    grounds: tuple = (0.8,)  # the ground's diffuse reflectivity, one drawn per scene
+
+
+VARIANTS = {
+    "clevr3": Variant((2, 3), (1.3, 1.0), 10),
+    "clevr5": Variant((3, 5), (1.1, 0.85), 50),
+    "clevr5-vbg": Variant((3, 5), (1.1, 0.85), 50, tuple(torch.logspace(math.log10(0.1), math.log10(0.8), 6).tolist())),
+}
+
+
+def draw_scenes(n, variant, g):
+    """Random scene parameters for n scenes; see render.py for the fields. Also "colour_index"
+    and "size_index" [n, K] (0 large, 1 small), and "ok" [n]: False where place() found no room.
+    """
+    K = variant.objects[1]
+    count = torch.randint(variant.objects[0], K + 1, (n,), generator=g)
+    size_index = torch.randint(2, (n, K), generator=g)
+    shape = torch.randint(3, (n, K), generator=g)
+    radius = torch.tensor(variant.sizes)[size_index]
+    jitter = lambda scale, *s: scale * (2 * torch.rand(*s, generator=g) - 1)  # noqa: E731
+    lights = torch.tensor(LIGHTS) + jitter(LIGHT_JITTER, n, 3, 3)
+    colour_index = torch.randint(len(COLOURS), (n, K), generator=g)
+    scene = {
+        "shape": shape,
+        "size": torch.where(shape == 1, radius / math.sqrt(2), radius),  # CLEVR shrinks cubes by √2
+        "size_index": size_index,
+        "angle": 2 * math.pi * torch.rand(n, K, generator=g),
+        "colour_index": colour_index,
+        "colour": RGB[colour_index],
+        "metal": torch.rand(n, K, generator=g) < 0.5,
+        "present": torch.arange(K) < count[:, None],
+        "camera": torch.tensor(CAMERA) + jitter(CAMERA_JITTER, n, 3),
+        "lights": lights / lights.norm(dim=-1, keepdim=True),
+        "ground": torch.tensor(variant.grounds)[torch.randint(len(variant.grounds), (n,), generator=g)],
+    }
+    scene["centre"], scene["ok"] = place(scene, g)
+    return scene
+
+
+def ground_axes(camera):
+    """The camera's behind and left directions on the ground: two [n, 2] unit vectors."""
+    behind = -camera[:, :2] / camera[:, :2].norm(dim=-1, keepdim=True)
+    return behind, torch.stack([-behind[:, 1], behind[:, 0]], -1)
+
+
+def place(scene, g, tries=50):
+    """CLEVR's placement, batched: each object in turn takes the first of `tries` random
+    spots that keeps MIN_DIST from the objects before it (surface to surface, cubes by
+    their bounding radius) and MARGIN along the camera's behind and left directions.
+
+    -> centre [n, K, 2], ok bool [n] (False: some object found no spot; redraw the scene)
+    """
+    n, K = scene["present"].shape
+    radius = torch.where(scene["shape"] == 1, scene["size"] * math.sqrt(2), scene["size"])
+    axes = ground_axes(scene["camera"])
+    centre, ok = torch.zeros(n, K, 2), torch.ones(n, dtype=torch.bool)
+    for k in range(K):
+        spot = AREA * (2 * torch.rand(n, tries, 2, generator=g) - 1)
+        good = torch.ones(n, tries, dtype=torch.bool)
+        for j in range(k):
+            diff = spot - centre[:, j, None]
+            far = diff.norm(dim=-1) - radius[:, k, None] - radius[:, j, None] >= MIN_DIST
+            apart = torch.stack([(diff * a[:, None]).sum(-1).abs() >= MARGIN for a in axes]).all(0)
+            good &= far & apart | ~scene["present"][:, j, None]
+        centre[:, k] = spot[torch.arange(n), good.int().argmax(1)]
+        ok &= good.any(1) | ~scene["present"][:, k]
+    return centre, ok
+
+
+def back_to_front(scene):
+    """Sort each scene's objects far to near from the camera, absent ones last: the permutation [n, K]."""
+    ground_point = torch.cat([scene["centre"], scene["size"][..., None]], -1)
+    distance = (ground_point - scene["camera"][:, None]).norm(dim=-1)
+    return torch.where(scene["present"], -distance, math.inf).argsort(1)
+
+
+def take(scene, rows):
+    return {k: v[rows] for k, v in scene.items()}
+
+
+def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None, samples=2):
+    """n scenes from a seed: the same seed gives the same scenes (on the same kind of device).
+
+    -> {"images": uint8 [n, N, N, 3], "amodal": bool [n, K, N, N] back to front, "count": [n],
+        and per object, in the same order: "shape", "size_index", "colour_index", "metal", "centre", "angle",
+        "visible" (pixels where it is the nearest thing)}
+    """
+    variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    chunk = chunk or (512 if str(device).startswith("cuda") else BLOCK)
+    g = torch.Generator().manual_seed(seed)
+    kept, have = [], 0
+    while have < n:
+        # Scenes are drawn BLOCK at a time whatever the chunk, so the first n scenes of a seed
+        # are the same for any n and chunk.
+        blocks = [draw_scenes(BLOCK, variant, g) for _ in range(min(-(-chunk // BLOCK), -(-(n - have) // BLOCK)))]
+        scene = {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
+        scene = take(scene, scene.pop("ok"))
+        order = back_to_front(scene)
+        scene = {k: (v.gather(1, order.view(*order.shape, *[1] * (v.dim() - 2)).expand_as(v)) if v.dim() >= 2 and
+                     v.shape[1] == order.shape[1] and k not in ("lights",) else v) for k, v in scene.items()}
+        on_device = {k: v.to(device) for k, v in scene.items()}
+        image, coverage, visible = render.render(on_device, image_size, samples)
+        enough = ((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]
+        ok = enough.all(1).cpu()
+        out = {k: v[ok] for k, v in scene.items()}
+        out["images"] = (image[ok.to(device)] * 255).round().to(torch.uint8).cpu()
+        out["amodal"] = (coverage[ok.to(device)] >= 0.5).cpu() & out["present"][:, :, None, None]
+        out["visible"] = (visible[ok.to(device)] >= 0.5).sum((2, 3)).cpu()
+        kept.append(out)
+        have += int(ok.sum())
+    out = {k: torch.cat([part[k] for part in kept])[:n] for k in kept[0]}
+    out["count"] = out.pop("present").sum(1)
+    for k in ("size", "colour", "camera", "lights", "ground"):
+        out.pop(k)
+    return out
+
+
+def generators():
+    """One generate function per variant, with the dataset interface's signature."""
+    def make(name):
+        def generate_variant(n, seed, image_size=96, device="cpu"):
+            return generate(n, seed, name, image_size, device)
+        generate_variant.__doc__ = f"{name}: " + (generate.__doc__ or "")
+        return generate_variant
+    return {name: make(name) for name in VARIANTS}
