@@ -1,5 +1,6 @@
-"""train, sample and decompose."""
+"""train, sample, interpolate and decompose."""
 import os
+import re
 from pathlib import Path
 
 import click
@@ -7,12 +8,14 @@ import numpy as np
 import torch
 
 from pyro_objects import data as datasets
+from pyro_objects import interventions
 from pyro_objects.config import config_for, quick
 from pyro_objects.decompose import decompose
 from pyro_objects.errors import InputError
+from pyro_objects.interpolate import FACTORS, interpolate
 from pyro_objects.runs import load_run
-from pyro_objects.train import parse_duration, train
-from pyro_objects.viz import decomposition_figure, scenes_figure
+from pyro_objects.train import has_scene_prior, parse_duration, train
+from pyro_objects.viz import decomposition_figure, rows_figure, save_gif, scenes_figure
 
 from . import main
 
@@ -49,11 +52,19 @@ def join_process_group(device):
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: networks under bf16 autocast.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget):
-    """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH."""
+@click.option("--no-hyperprior", is_flag=True,
+              help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
+def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget,
+                  no_hyperprior):
+    """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
+
+    Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
+    (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes."""
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
     changes = {k: v for k, v in changes.items() if v}
+    if no_hyperprior:
+        changes["hyperprior_epochs"] = 0
     cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None
@@ -70,20 +81,97 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_di
 @click.option("--n", type=int, default=64, show_default=True, help="Scenes to generate.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/samples.png).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--place", "placements", multiple=True, metavar="J:R,C",
+              help="Intervene: put slot J's centre at row R, column C in every scene, e.g. 0:20,30. Repeatable.")
+@click.option("--front", type=int, metavar="J", help="Intervene: bring slot J in front of the other objects.")
 @click.option("--device")
-def sample_command(run_dir, n, out, seed, device):
-    """Generate scenes from a trained run: a grid, each scene above its objects (nearest first)."""
+def sample_command(run_dir, n, out, seed, placements, front, device):
+    """Generate scenes from a trained run: each scene above its segmentation and its objects
+    (nearest first), like the paper's Fig. 3. A run that finished stage 2 samples y, then
+    positions, appearances and depths from the scene prior; one trained with --no-hyperprior
+    (or stopped before stage 2) samples z and logit d from N(0, I) and θ uniformly.
+
+    With --place or --front the same scenes are drawn again under pyro.poutine.do on θ or d
+    (every other latent as it was); the scenes before the intervention go to OUT-before.png.
+    """
     if n < 1:
         raise InputError("--n must be at least 1")
     device = pick_device(device)
     cfg, model, guide, state = load_run(run_dir, device)
     torch.manual_seed(seed)
-    with torch.no_grad():
-        scenes = model(n=n, temperature=cfg.min_temperature, sigma=state["sigma"])
-    placed = scenes["placed"]
+    scenes, trace = interventions.sample(model, n, sigma=state["sigma"], hyperprior=has_scene_prior(state))
     out = Path(out or Path(run_dir) / "figures" / "samples.png")
-    scenes_figure(scenes["x_mean"], out, objects=(placed[:, :, :3], placed[:, :, 3], scenes["d"]))
+    if placements or front is not None:
+        sample_figure(scenes, out.with_name(f"{out.stem}-before{out.suffix}"))
+        theta = interventions.one_hot_at(trace.nodes["theta"]["value"], [parse_place(p) for p in placements],
+                                         cfg.image_size) if placements else None
+        d = interventions.nearest(trace.nodes["d"]["value"], front, cfg.depth_softness) if front is not None else None
+        scenes = interventions.intervene(model, trace, theta=theta, d=d)
+    sample_figure(scenes, out)
     click.echo(f"{n} scenes -> {out}")
+
+
+def sample_figure(scenes, path):
+    placed = scenes["placed"]
+    scenes_figure(scenes["x_mean"], path, objects=(placed[:, :, :3], placed[:, :, 3], scenes["d"]))
+
+
+def parse_place(text):
+    """'J:R,C' -> (J, R, C)"""
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not m:
+        raise InputError(f"cannot read --place {text!r}: write SLOT:ROW,COL, e.g. 0:20,30")
+    return tuple(int(g) for g in m.groups())
+
+
+@main.command("interpolate")
+@click.argument("run_dir", type=click.Path())
+@click.option("--a", "image_a", required=True, metavar="IMG",
+              help="The first image: a PNG or JPEG file, or FILE.npz:I for image I of the .npz's 'images'.")
+@click.option("--b", "image_b", required=True, metavar="IMG", help="The last image, like --a.")
+@click.option("--factor", type=click.Choice(FACTORS), default="both", show_default=True,
+              help="What moves: position (the first half of y), appearance (the second half), or both.")
+@click.option("--steps", type=int, default=8, show_default=True, help="Scenes on the way, both ends included.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="A .png figure or an animated .gif (default: RUN_DIR/figures/interpolate-FACTOR.png).")
+@click.option("--device")
+def interpolate_command(run_dir, image_a, image_b, factor, steps, out, device):
+    """Interpolate between two images in the scene embedding y of a stage-2 run (the paper's Fig. 5).
+
+    Both images are encoded (the guide's modes, then the mean of Q(y)); the chosen half of y
+    moves from one to the other and each step is decoded (θ at the argmax of ζ, z and d at
+    ξ's means). The figure shows image a, the steps, then image b. Images that are not the
+    run's size are centre-cropped and resized.
+    """
+    device = pick_device(device)
+    cfg, model, guide, state = load_run(run_dir, device)
+    if not has_scene_prior(state):
+        raise InputError(f"{run_dir} has no trained scene prior (stage 2): train it to the end without --no-hyperprior")
+    x_a, x_b = (read_image(spec, cfg.image_size).to(device) for spec in (image_a, image_b))
+    frames = interpolate(model, guide, x_a, x_b, factor, steps)["x_mean"]
+    out = Path(out or Path(run_dir) / "figures" / f"interpolate-{factor}.png")
+    if out.suffix.lower() == ".gif":
+        save_gif(frames, out)
+    else:
+        rows_figure({f"{factor}: a → b": torch.cat([x_a[None], frames, x_b[None]])}, out)
+    click.echo(f"{steps} steps ({factor}) -> {out}")
+
+
+def read_image(spec, image_size):
+    """One image [3, N, N] in [0, 1] from 'PATH.png' / 'PATH.jpg', or 'PATH.npz:I' (image I of 'images')."""
+    from pyro_objects.data.folder import load_image
+    path, _, index = spec.rpartition(":")
+    if path.lower().endswith(".npz") and index.strip().isdigit():
+        images = read_images(path, image_size)
+        if int(index) >= len(images):
+            raise InputError(f"{path} has {len(images)} images: index {index} is out of range")
+        return datasets.to_float(images[int(index)][None])[0]
+    if not Path(spec).is_file():
+        raise InputError(f"{spec} does not exist (give a PNG or JPEG file, or FILE.npz:INDEX)")
+    image = load_image(spec, image_size)
+    if image is None:
+        raise InputError(f"{spec} cannot be read as an image")
+    return datasets.to_float(torch.from_numpy(image.copy())[None])[0]
 
 
 @main.command("decompose")

@@ -7,6 +7,8 @@ over positions towards the uniform prior.
            + γ · Σ_{b,j} mean_pixels(-α log α)                     (optional)
 
 With every β = 1, λ = None and γ = 0 it is Pyro's Trace_ELBO, term for term.
+Stage 2 (`scene_prior_elbo`) is the same class on Model.scene_prior, whose
+θ, z, d are observed (the guide's modes), with β_y on the KL of y.
 The guide must be fully reparameterised (ours is).
 """
 import torch
@@ -70,6 +72,13 @@ def from_config(cfg):
     """The objective with a config's β weights and penalties."""
     beta = {"y": cfg.beta_y, "z_bg": cfg.beta_bg, "z": cfg.beta_z, "d": cfg.beta_d}
     return ObjectsELBO(beta=beta, theta_penalty=cfg.theta_penalty, alpha_penalty=cfg.alpha_penalty)
+
+
+def scene_prior_elbo(cfg):  # Sec. 4, stage 2
+    """The objective of stage 2: the ELBO of the posterior modes (θ, z, d) under the hyperprior,
+    -log p(θ, z, d | y) + β_y (log Q(y | z, θ, d) - log p(y)). Its observed sites' terms are
+    logged as nll_theta, nll_z, nll_d."""
+    return ObjectsELBO(beta={"y": cfg.beta_y})
 
 
 def aggregate_l1(probs):  # Sec. 4: replaces KL(Q(θ) || p(θ))

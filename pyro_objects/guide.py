@@ -50,6 +50,12 @@ class Guide(nn.Module):
             if hyperprior:
                 pyro.sample("y", self.q_y(z, theta, d))
 
+    def scene_posterior(self, n, theta, z, d):  # Q(y | z, θ, d): the guide of Model.scene_prior (stage 2)
+        """theta: [n, J, N*N], z: [n, J, Dz], d: [n, J], the posterior modes of n images."""
+        pyro.module("guide", self)
+        with pyro.plate("images", n, dim=-2):
+            pyro.sample("y", self.q_y(z, theta, d))
+
     def theta_logits(self, x):  # Q(θ | x)
         """x: [B, 3, N, N] -> [B, J, N*N]"""
         return run(self.position, x, self.cfg.precision).flatten(2)

@@ -11,6 +11,12 @@
 Without the hyperprior (stage 1, and the ablation of Table 2) there is no y:
 θ is uniform over pixels and z, logit d are standard normal.
 
+Stage 2 (Sec. 4, App. B) fits the hyperprior alone, on the guide's posterior
+modes: `scene_prior` is p(y) Π_j p(θ_j | y) p(z_j, d_j | y, θ_j) with θ_j a hard
+one-hot (the τ → 0 limit of the relaxed categorical, whose density at a one-hot
+is degenerate), so θ's term is the categorical log-probability of the mode's
+pixel under ζ's logits.
+
 Shapes: the plate "images" is dim -2 and "objects" dim -1, so per-image
 sites carry a singleton slot dim: z_bg is [B, 1, D], z is [B, J, D].
 """
@@ -85,6 +91,20 @@ class Model(nn.Module):
             pyro.sample("x", dist.Normal(x_mean.unsqueeze(1), sigma).to_event(3),
                         obs=None if x is None else x.unsqueeze(1))
         return {"x_mean": x_mean, "x_bg": x_bg, "canvas": canvas, "placed": placed, "d": d, "theta": theta}
+
+    def scene_prior(self, n, theta=None, z=None, d=None):  # Sec. 4, stage 2: p(y) Π_j p(θ_j|y) p(z_j, d_j|y, θ_j)
+        """The hyperprior over one-hot positions: given theta [n, J, N*N] (one-hot), z [n, J, Dz]
+        and d [n, J], it scores them (stage 2 trains ζ and ξ on the guide's modes); without, it samples them."""
+        pyro.module("model", self)
+        cfg = self.cfg
+        with pyro.plate("images", n, dim=-2):
+            y = pyro.sample("y", dist.Normal(self.grid.new_zeros(cfg.y_dim), 1.).to_event(1))[:, 0]
+            with pyro.plate("objects", cfg.slots, dim=-1):
+                theta = pyro.sample("theta", dist.OneHotCategorical(logits=self.zeta_logits(y, n)), obs=theta)
+                loc, scale = self.xi_params(y, theta)
+                z = pyro.sample("z", dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1), obs=z)
+                d = pyro.sample("d", logit_normal(loc[..., -1], scale[..., -1]), obs=d)
+        return {"y": y, "theta": theta, "z": z, "d": d}
 
     def draw_objects(self, z):  # F_obj: each object once, centred on its own canvas
         """z: [B, J, Dz] -> canvas [B, J, 4, M, M], RGB and alpha in (0, 1)"""

@@ -1,9 +1,16 @@
 """Training by stochastic variational inference, resumable to the step.
 
 A straight loop: each step is one `SVI.step` on a batch. The checkpoint holds
-everything the next step depends on (networks, Adam's state, the position in
-the epoch's fixed shuffle, the RNG), so a run stopped by its time budget and
-resumed ends where an uninterrupted run would.
+everything the next step depends on (networks, Adam's state, the stage, the
+position in the epoch's fixed shuffle; each step's seed comes from its number),
+so a run stopped by its time budget and resumed ends where an uninterrupted run would.
+
+Two stages (Sec. 4, App. B). Stage 1 trains the decoders and the guide with the
+fixed priors (no y). Stage 2, the last `cfg.hyperprior_epochs` epochs, freezes
+them and fits the hyperprior ζ, ξ and Q(y | z, θ, d) by SVI on the guide's
+posterior modes: the model is `Model.scene_prior` observing the modes' θ, z, d,
+the guide `Guide.scene_posterior`. With hyperprior_epochs = 0 there is no stage 2
+(the ablation of Table 2).
 """
 import csv
 import dataclasses
@@ -21,7 +28,7 @@ from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from . import data as datasets
-from .elbo import from_config
+from .elbo import from_config, scene_prior_elbo
 from .errors import InputError
 from .guide import Guide
 from .model import Model
@@ -79,6 +86,15 @@ def sigma(cfg, epoch):  # App. B: σ drops from 0.01/√3 to 0.01/√5 part-way 
     return cfg.sigma[0] if epoch < cfg.sigma_switch * cfg.epochs else cfg.sigma[1]
 
 
+def stage(cfg, epoch):  # Sec. 4: stage 2 is the last hyperprior_epochs epochs, never the first epoch
+    return 2 if cfg.hyperprior_epochs > 0 and epoch >= max(cfg.epochs - cfg.hyperprior_epochs, 1) else 1
+
+
+def has_scene_prior(state):
+    """Whether a checkpoint's ζ, ξ and Q(y) have been trained (its run reached stage 2)."""
+    return state.get("stage", 1) == 2
+
+
 def parse_duration(text):
     """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
@@ -125,23 +141,23 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     if steps_per_epoch == 0:
         raise InputError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
 
-    epoch, batch, step, optim_state = 0, 0, 0, None
+    epoch, batch, step, current, optim_state = 0, 0, 0, 1, None
     if state is not None:
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
         epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
-    optim = Adam([model, guide], lr)
+        current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
+    optim, svi, elbo = _stage(current, cfg, model, guide, lr)
     if optim_state is not None:
         optim.set_state(optim_state)
-    elbo = from_config(cfg)
-    svi = SVI(model, guide, optim, loss=elbo)
 
     def checkpoint():
         if lead:
             save_checkpoint(run_dir, {
                 "config": dataclasses.asdict(cfg), "seed": seed, "model": model.state_dict(),
                 "guide": guide.state_dict(), "optim": optim.get_state(), "epoch": epoch, "batch": batch,
-                "step": step, "lr": lr, "temperature": temperature(cfg, step), "sigma": sigma(cfg, epoch)})
+                "step": step, "stage": current, "lr": lr, "temperature": temperature(cfg, step),
+                "sigma": sigma(cfg, epoch)})
         if world > 1:
             dist.barrier()
 
@@ -156,29 +172,38 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             if _any_rank(out_of_time, world) or (max_steps is not None and step >= max_steps):
                 stopped = True
                 break
+            if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
+                current = stage(cfg, epoch)
+                optim, svi, elbo = _stage(current, cfg, model, guide, lr)
+            model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
+            guide.train(current == 1)
             tick = time.monotonic()
             start = batch * cfg.batch_size + me * local  # this rank's share of the global batch
             x = data.batch(order[start:start + local], device)
             torch.manual_seed(step_seed(seed, step, me))
-            loss = svi.step(x, temperature=temperature(cfg, step), sigma=sigma(cfg, epoch))
+            if current == 1:
+                loss = svi.step(x, temperature=temperature(cfg, step), sigma=sigma(cfg, epoch))
+            else:  # fit the hyperprior to this batch's posterior modes
+                modes = guide.modes(x)
+                loss = svi.step(len(x), modes["theta"], modes["z"], modes["d"])
             if _any_rank(not math.isfinite(loss), world):
                 lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
-                optim = Adam([model, guide], lr)
-                svi = SVI(model, guide, optim, loss=elbo)
+                optim, svi, elbo = _stage(current, cfg, model, guide, lr)
                 pyro.clear_param_store()
                 continue
             step, batch = step + 1, batch + 1
             step_time = 0.9 * step_time + 0.1 * (time.monotonic() - tick) if step_time else time.monotonic() - tick
             if lead and (step % log_every == 0 or batch == steps_per_epoch):
                 terms = {k: float(v) for k, v in elbo.last_terms.items()}
-                log.write(step, epoch, loss, terms, temperature(cfg, step), sigma(cfg, epoch), cfg.batch_size / step_time)
+                log.write(step, epoch, current, loss, terms, temperature(cfg, step), sigma(cfg, epoch),
+                          cfg.batch_size / step_time)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / step_time:.0f}")
             bar.update(1)
         if not stopped:
             epoch, batch = epoch + 1, 0
             checkpoint()
             if figures and lead:
-                _figures(run_dir, model, guide, data, device, epoch, log)
+                _figures(run_dir, model, guide, data, device, epoch, log, current == 2)
     bar.close()
     if stopped:
         checkpoint()
@@ -186,6 +211,16 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     if lead:
         log.close()
     return load_checkpoint(run_dir, device)
+
+
+def _stage(number, cfg, model, guide, lr):
+    """(optimiser, SVI, objective) of a stage. Stage 1: every network, the ELBO of Sec. 4.
+    Stage 2: only ζ, ξ and Q(y), the ELBO of the posterior modes under the hyperprior."""
+    if number == 1:
+        optim, elbo = Adam([model, guide], lr), from_config(cfg)
+        return optim, SVI(model, guide, optim, loss=elbo), elbo
+    optim, elbo = Adam([model.zeta, model.xi, guide.encode_y], lr), scene_prior_elbo(cfg)
+    return optim, SVI(model.scene_prior, guide.scene_posterior, optim, loss=elbo), elbo
 
 
 def _any_rank(flag, world):
@@ -209,13 +244,23 @@ def _fall_back(run_dir, step, lr, model, guide, device, bar):
     return lr / 2
 
 
-def _figures(run_dir, model, guide, data, device, epoch, log):
+def _figures(run_dir, model, guide, data, device, epoch, log, scene_prior=False):
     from .decompose import decompose
-    from .viz import decomposition_figure
+    from .viz import decomposition_figure, scenes_figure
     x = data.batch(torch.arange(min(8, len(data))), device)
     path = Path(run_dir) / "figures" / "decomposition.png"
     fig = decomposition_figure(x, decompose(model, guide, x), path)
     log.figure("decomposition", fig, epoch)
+    if scene_prior:  # scenes from the hyperprior, as `pyro-objects sample` draws them
+        with torch.no_grad():
+            out = model(n=8, temperature=model.cfg.min_temperature, hyperprior=True)
+        placed = out["placed"]
+        fig = scenes_figure(out["x_mean"], Path(run_dir) / "figures" / "samples.png",
+                            objects=(placed[:, :, :3], placed[:, :, 3], out["d"]))
+        log.figure("samples", fig, epoch)
+
+
+STAGE_2_TERMS = ("nll_theta", "nll_z", "nll_d", "kl_y")
 
 
 class _Log:
@@ -231,11 +276,15 @@ class _Log:
         except ImportError:
             self.tb = None
 
-    def write(self, step, epoch, loss, terms, temperature, sigma, images_per_s):
-        row = {"step": step, "epoch": epoch, "loss": loss, **terms, "temperature": temperature,
+    def write(self, step, epoch, stage, loss, terms, temperature, sigma, images_per_s):
+        row = {"step": step, "epoch": epoch, "stage": stage, "loss": loss, **terms, "temperature": temperature,
                "sigma": sigma, "images_per_s": images_per_s}
         if self.writer is None:
-            self.fields = list(row)
+            if self.file.tell() > 0:  # resumed: keep the columns already there
+                with open(self.path, newline="") as f:
+                    self.fields = next(csv.reader(f))
+            else:  # stage 1's terms and stage 2's; a row leaves the other stage's blank
+                self.fields = list(row) + [t for t in STAGE_2_TERMS if t not in row]
             self.writer = csv.DictWriter(self.file, self.fields, extrasaction="ignore")
             if self.file.tell() == 0:
                 self.writer.writeheader()

@@ -1,4 +1,5 @@
-"""Figures: decompositions (like the paper's Fig. 4) and generated scenes (Fig. 3)."""
+"""Figures: decompositions (like the paper's Fig. 4), generated scenes (Fig. 3), and
+interpolations (Fig. 5)."""
 from pathlib import Path
 
 import matplotlib
@@ -7,6 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from .compositor import modal_segmentation  # noqa: E402
 from .runs import atomic_write  # noqa: E402
 
 SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
@@ -66,24 +68,59 @@ def decomposition_figure(x, parts, path=None):
 
 def scenes_figure(scenes, path=None, objects=None, columns=8):
     """A grid of generated scenes [B, 3, N, N]; with objects = (rgb [B, J, 3, N, N], alpha, depth),
-    a row of each scene's objects beneath it, nearest first, like the paper's Fig. 3."""
+    beneath each scene its modal segmentation and then its objects over a checkerboard,
+    nearest first: the paper's Fig. 3."""
     B = scenes.shape[0]
     J = 0 if objects is None else objects[1].shape[1]
-    rows_per = 1 + J
+    columns = min(columns, B)
+    rows_per = 1 if objects is None else 2 + J  # scene, segmentation, objects
     rows = -(-B // columns) * rows_per
     fig, axes = plt.subplots(rows, columns, figsize=(1.1 * columns, 1.1 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    if objects is not None:
+        rgb, alpha, depth = objects
+        segmentation = paint_segmentation(modal_segmentation(alpha, depth))
     for b in range(B):
         r, c = (b // columns) * rows_per, b % columns
         axes[r, c].axis("on")
-        _show(axes[r, c], scenes[b])
+        _show(axes[r, c], scenes[b], "scene" if b == 0 and J else None)
         if objects is not None:
-            rgb, alpha, depth = objects
+            axes[r + 1, c].axis("on")
+            _show(axes[r + 1, c], segmentation[b], "segmentation" if b == 0 else None)
             for k, j in enumerate(depth[b].argsort().tolist()):
-                axes[r + 1 + k, c].axis("on")
-                _show(axes[r + 1 + k, c], over_checkerboard(rgb[b, j], alpha[b, j]))
+                axes[r + 2 + k, c].axis("on")
+                _show(axes[r + 2 + k, c], over_checkerboard(rgb[b, j], alpha[b, j]),
+                      "objects, near→far" if b == 0 and k == 0 else None)
+                axes[r + 2 + k, c].set_xlabel(f"slot {j}, d={depth[b, j]:.2f}", fontsize=5)
     return _save(fig, path)
+
+
+def rows_figure(rows, path=None):
+    """One labelled row of images per entry: {label: [K, 3, N, N]}. Interpolations (the
+    paper's Fig. 5) and scenes before and after an intervention."""
+    K = max(len(images) for images in rows.values())
+    fig, axes = plt.subplots(len(rows), K, figsize=(1.1 * K, 1.2 * len(rows)), squeeze=False)
+    for i, (label, images) in enumerate(rows.items()):
+        for k in range(K):
+            if k < len(images):
+                _show(axes[i, k], images[k])
+            else:
+                axes[i, k].axis("off")
+        axes[i, 0].set_ylabel(label, fontsize=7)
+    return _save(fig, path)
+
+
+def save_gif(frames, path, scale=4, ms=250):
+    """frames [K, 3, N, N] in [0, 1] -> an animated GIF, each pixel drawn scale×scale, looping."""
+    from PIL import Image
+    arrays = (frames.detach().cpu().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    images = [Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.Resampling.NEAREST)
+              for a in arrays]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: images[0].save(p, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=ms, loop=0))
 
 
 def truth_figure(images, amodal, count, path=None):
