@@ -1,7 +1,10 @@
 """The pyro-objects command line: each command turns its options into library calls."""
 import click
+import matplotlib
 
 from pyro_objects.errors import InputError
+
+matplotlib.use("Agg")  # the commands write figures to files; no window is ever opened
 
 
 class _Group(click.Group):

@@ -54,8 +54,10 @@ def join_process_group(device):
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--no-hyperprior", is_flag=True,
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
+@click.option("--data", "cache", type=click.Path(file_okay=False),
+              help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
 def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget,
-                  no_hyperprior):
+                  no_hyperprior, cache):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
@@ -63,6 +65,8 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_di
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
     changes = {k: v for k, v in changes.items() if v}
+    if cache:
+        changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
         changes["hyperprior_epochs"] = 0
     cfg = cfg.replace(**changes)

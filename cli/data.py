@@ -12,7 +12,33 @@ from . import main
 
 @main.group("data")
 def data_group():
-    """Datasets: look at them."""
+    """Datasets: make caches of them, look at them."""
+
+
+@data_group.command("make")
+@click.argument("name")
+@click.option("--n", type=int, help="Training images (default: the config's, 90,000).")
+@click.option("--n-eval", type=int, help="Held-out images (default: the config's, 10,000).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the shards.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shard-size", type=int, default=10_000, show_default=True, help="Images per shard.")
+@click.option("--device", help="Where to generate (default: the GPU if there is one).")
+def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
+    """Generate a dataset's train and eval splits into uint8 shards with a manifest of checksums.
+
+    Each shard is also a ground-truth file for `pyro-objects score` (images, amodal, count).
+    Train with the cache: pyro-objects train NAME --data DIR."""
+    from pyro_objects.data import shards
+    from .commands import pick_device
+    cfg = config_for(name)
+    if name.startswith("folder:"):
+        raise click.ClickException("a folder of images is its own cache: train on folder:PATH directly")
+    sizes = {"train": n or cfg.n_train, "eval": n_eval or cfg.n_eval}
+    if min(sizes.values()) < 1 or shard_size < 1:
+        raise click.ClickException("--n, --n-eval and --shard-size must be at least 1")
+    shards.make(name, sizes, out_dir, seed, shard_size, pick_device(device), cfg,
+                progress=lambda split, k: click.echo(f"{split}: {k} images"))
+    click.echo(f"{name} -> {out_dir}/manifest.json")
 
 
 @data_group.command("show")

@@ -53,6 +53,7 @@ class Config:
     # data
     n_train: int = 90_000
     n_eval: int = 10_000
+    cache: str = ""          # a directory made by `pyro-objects data make`: read shards instead of generating
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

@@ -85,12 +85,12 @@ SINGLE_OBJECTS = {"polygons": (polygon_objects, (0.0, 0.0, 0.0))}
 
 
 @torch.no_grad()
-def generate(model, cfg, n, batch_size=100, device="cpu", background=None):
-    """n scenes sampled at the config's minimum temperature, as uint8 [n, N, N, 3]; with a
-    background colour also each slot drawn alone over it, uint8 [n * J, N, N, 3]."""
+def generate(model, cfg, n, batch_size=100, device="cpu", background=None, hyperprior=False):
+    """n scenes sampled at the config's minimum temperature (from the scene prior if hyperprior),
+    as uint8 [n, N, N, 3]; with a background colour also each slot drawn alone over it, uint8 [n * J, N, N, 3]."""
     scenes, objects = [], []
     for i in tqdm(range(0, n, batch_size), desc="sample", unit="batch", leave=False):
-        out = model(n=min(batch_size, n - i), temperature=cfg.min_temperature)
+        out = model(n=min(batch_size, n - i), temperature=cfg.min_temperature, hyperprior=hyperprior)
         scenes.append(fidlib.to_uint8(out["x_mean"]).cpu())
         if background is not None:
             rgb, alpha = out["placed"][:, :, :3], out["placed"][:, :, 3:]
@@ -99,7 +99,7 @@ def generate(model, cfg, n, batch_size=100, device="cpu", background=None):
     return torch.cat(scenes), (torch.cat(objects) if objects else None)
 
 
-def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="cpu"):  # Sec. 5.1, Table 1
+def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="cpu", hyperprior=False):  # Sec. 5.1
     """FID and KID×100 of generated scenes (and objects alone, where possible) against held-out ones.
 
     -> (scores {"FID", "KIDx100", ...}, skipped {metric: reason})
@@ -108,7 +108,7 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
     single = SINGLE_OBJECTS.get(data.name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(split_seed)
-        scenes, objects = generate(model, cfg, n, batch_size, device, single[1] if single else None)
+        scenes, objects = generate(model, cfg, n, batch_size, device, single[1] if single else None, hyperprior)
     real = fidlib.features(data.images[:n], net, desc="inception: held-out scenes")
     fake = fidlib.features(scenes, net, desc="inception: generated scenes")
     scores, skipped = fidlib.fid_kid_of_features(real, fake), {}
@@ -147,7 +147,7 @@ def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
 
 
 def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device="cpu", fid=True, fid_n=None,
-                  seed=0):
+                  seed=0, hyperprior=False):
     """Every metric of the run on a Dataset -> the results dict written to results.json."""
     if len(data) == 0:
         raise InputError("there are no images to evaluate")
@@ -158,7 +158,7 @@ def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device=
             skipped.update(dict.fromkeys(["FID", "KIDx100"], "FID and KID need at least 2 images"))
         else:
             gen, gen_skipped = generation_scores(model, cfg, data, fid_n, datasets.split_seed(seed, split),
-                                                 batch_size, device)
+                                                 batch_size, device, hyperprior)
             scores.update(gen)
             skipped.update(gen_skipped)
     else:
@@ -166,7 +166,7 @@ def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device=
     numbers = {k: v for k, v in scores.items() if k not in ("support", "dpa_curve")}
     return {"dataset": data.name, "split": split, "images": len(data), "metrics": numbers,
             "support": scores.get("support", {}), "dpa_curve": scores.get("dpa_curve"),
-            "skipped": skipped, "paper": PAPER.get(data.name, {})}
+            "skipped": skipped, "paper": PAPER.get(data.name, {}), "scene_prior": hyperprior}
 
 
 def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=True, fid_n=None, json_path=None,
@@ -177,9 +177,10 @@ def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=
     """
     if n < 1:
         raise InputError("--n must be at least 1")
-    cfg, model, guide, _ = load_run(run_dir, device)
+    from .train import has_scene_prior
+    cfg, model, guide, state = load_run(run_dir, device)
     data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg)
-    results = evaluate_data(model, guide, cfg, data, split, batch_size, device, fid, fid_n, seed)
+    results = evaluate_data(model, guide, cfg, data, split, batch_size, device, fid, fid_n, seed, has_scene_prior(state))
     results["run"] = str(run_dir)
     return results, write_results(results, Path(json_path or Path(run_dir) / "results.json"))
 

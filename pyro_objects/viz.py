@@ -2,14 +2,11 @@
 interpolations (Fig. 5)."""
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from .compositor import modal_segmentation  # noqa: E402
-from .runs import atomic_write  # noqa: E402
+from .compositor import modal_segmentation
+from .runs import atomic_write
 
 SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
                              [0.7, 0.3, 0.9], [0.9, 0.5, 0.7], [0.4, 0.9, 0.9], [0.6, 0.4, 0.2]])

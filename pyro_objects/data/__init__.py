@@ -55,7 +55,13 @@ def split_seed(seed, split):
 
 def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
     """A dataset by name: 'polygons', 'multi-dsprites', 'clevr3', 'clevr5', 'clevr5-vbg', or 'folder:PATH' (a folder or glob of
-    your own images); n images of the split (default: the config's size; all, for a folder)."""
+    your own images); n images of the split (default: the config's size; all, for a folder).
+    With a config whose `cache` names a directory made by `pyro-objects data make`, the images
+    come from its checked shards instead of the generator."""
+    if cfg is not None and cfg.cache:
+        from . import shards
+        data = shards.read(cfg.cache, name, split, n, seed)
+        return Dataset(name, data["images"], data.get("amodal"), data.get("count"))
     if name.startswith("folder:"):
         split_seed(seed, split)  # checks the split's name
         images = folder.load(name[len("folder:"):], cfg.image_size if cfg else 64, split)

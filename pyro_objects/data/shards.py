@@ -1,0 +1,107 @@
+"""A dataset cache on disk: uint8 shards plus a manifest, written by `pyro-objects data make`.
+
+    DIR/manifest.json       dataset, seed, generator version, image size, and per split its
+                            image count and shards, each with its SHA-256
+    DIR/train-00000.npz     images uint8 [n, N, N, 3], amodal bool [n, K, N, N] (back to
+    DIR/eval-00000.npz      front), count int [n]: the ground-truth format `score` reads
+
+Every file is written atomically and the manifest last, so a cache is whole or absent.
+A shard whose checksum fails is reported by name and never used.
+"""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..runs import atomic_write
+
+VERSION = 1  # bump when a generator changes what a seed draws
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_shards(data, split, out_dir, shard_size):
+    """Write a Dataset's images and ground truth in shards -> the manifest entries of the shards."""
+    shards = []
+    for i, start in enumerate(range(0, len(data), shard_size)):
+        s = slice(start, start + shard_size)
+        path = Path(out_dir) / f"{split}-{i:05d}.npz"
+        arrays = {"images": data.images[s].numpy()}
+        if data.has_truth:
+            arrays.update(amodal=data.amodal[s].numpy(), count=data.count[s].numpy())
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+        atomic_write(path, write)
+        shards.append({"file": path.name, "images": len(arrays["images"]), "sha256": sha256(path)})
+    return shards
+
+
+def make(name, sizes, out_dir, seed=0, shard_size=10_000, device="cpu", cfg=None, progress=None):
+    """Generate each split of a dataset and write it as shards. sizes: {split: n} -> the manifest dict."""
+    from . import load
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "splits": {}}
+    for split, n in sizes.items():
+        data = load(name, split, n, seed=seed, device=device, cfg=cfg)
+        manifest["image_size"] = data.image_size
+        manifest["splits"][split] = {"images": len(data), "shards": write_shards(data, split, out_dir, shard_size)}
+        if progress:
+            progress(split, len(data))
+    atomic_write(out_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    return manifest
+
+
+def read_manifest(cache_dir):
+    path = Path(cache_dir) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{cache_dir} is not a dataset cache: it has no manifest.json (make one with pyro-objects data make)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"{path} is corrupt: not JSON") from None
+
+
+def read(cache_dir, name, split, n=None, seed=None):
+    """The first n images (all, if n is None) of a split from a cache, checked against the manifest.
+
+    -> dict of "images", and "amodal", "count" where the cache has ground truth (torch tensors)
+    """
+    manifest = read_manifest(cache_dir)
+    if manifest.get("dataset") != name:
+        raise InputError(f"{cache_dir} holds {manifest.get('dataset')!r}, not {name!r}")
+    if seed is not None and manifest.get("seed") != seed:
+        raise InputError(f"{cache_dir} was made with --seed {manifest.get('seed')}, not {seed}")
+    if manifest.get("generator_version") != VERSION:
+        raise InputError(f"{cache_dir} was made by generator version {manifest.get('generator_version')}, "
+                         f"this is {VERSION}: make it again")
+    entry = manifest["splits"].get(split)
+    if entry is None:
+        raise InputError(f"{cache_dir} has no {split!r} split")
+    n = entry["images"] if n is None else n
+    if n > entry["images"]:
+        raise InputError(f"{cache_dir} holds {entry['images']} {split} images, fewer than the {n} asked for")
+    parts, have = [], 0
+    for shard in entry["shards"]:
+        if have >= n:
+            break
+        path = Path(cache_dir) / shard["file"]
+        if not path.is_file():
+            raise InputError(f"{path} is missing from the cache")
+        if sha256(path) != shard["sha256"]:
+            raise InputError(f"{path} fails its checksum (corrupt or changed): not used; make the cache again")
+        with np.load(path) as f:
+            parts.append({k: torch.from_numpy(f[k]) for k in f.files})
+        have += shard["images"]
+    return {k: torch.cat([p[k] for p in parts])[:n] for k in parts[0]}
