@@ -108,3 +108,25 @@ def test_variable_background_draws_six_ground_shades():
     values = grounds.unique()
     assert len(values) == 6 and values.max() == pytest.approx(0.8) and values.min() == pytest.approx(0.1)
     assert torch.allclose(values[1:] / values[:-1], values[1:2] / values[:1])  # log-spaced
+
+
+def test_a_lone_sphere_is_a_disc_at_its_projected_centre():
+    scene = two_spheres(True)
+    scene["present"][0, 1] = False  # the sphere of radius 1 at (3, 0, 1), camera at (10, 0, 1.5)
+    n = 96
+    _, coverage, _ = render.render(scene, n, S=4)
+    camera, centre = scene["camera"][0], torch.tensor([3.0, 0.0, 1.0])
+    forward = -camera / camera.norm()
+    right = torch.linalg.cross(forward, torch.tensor([0.0, 0, 1]))
+    right = right / right.norm()
+    up = torch.linalg.cross(right, forward)
+    p = centre - camera
+    h = math.tan(render.FOV / 2)
+    col = ((p @ right) / (p @ forward) / h + 1) / 2 * n
+    row = (1 - (p @ up) / (p @ forward) / h) / 2 * n
+    radius = n / 2 * math.tan(math.asin(1 / p.norm())) / h  # the cone of rays that graze the sphere
+    mask = coverage[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(n) + 0.5, torch.arange(n) + 0.5, indexing="ij")
+    assert (mask * rows).sum() / mask.sum() == pytest.approx(float(row), abs=0.3)
+    assert (mask * cols).sum() / mask.sum() == pytest.approx(float(col), abs=0.3)
+    assert mask.sum() == pytest.approx(math.pi * radius ** 2, rel=0.03)
