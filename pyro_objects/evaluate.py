@@ -80,8 +80,16 @@ def polygon_objects(n, seed, image_size):
     return alone[:n]
 
 
+def dsprites_objects(n, seed, image_size):
+    """n ground-truth sprites, each drawn alone over black: uint8 [n, N, N, 3]."""
+    from .data import dsprites
+    g = dsprites.generate(-(-n // dsprites.OBJECTS[0]), seed, image_size)
+    return dsprites.single_objects(g, torch.arange(len(g["count"])))[:n]
+
+
 # Datasets whose generator can draw single ground-truth objects: (renderer, background colour).
-SINGLE_OBJECTS = {"polygons": (polygon_objects, (0.0, 0.0, 0.0))}
+SINGLE_OBJECTS = {"polygons": (polygon_objects, (0.0, 0.0, 0.0)), "multi-dsprites": (dsprites_objects, (0.0, 0.0, 0.0))}
+MIN_OBJECT_PIXELS = 10  # a generated slot counts as an object where its alpha exceeds 0.5 on this many pixels
 
 
 @torch.no_grad()
@@ -95,7 +103,9 @@ def generate(model, cfg, n, batch_size=100, device="cpu", background=None, hyper
         if background is not None:
             rgb, alpha = out["placed"][:, :, :3], out["placed"][:, :, 3:]
             bg = torch.tensor(background, device=rgb.device)[:, None, None]
-            objects.append(fidlib.to_uint8((alpha * rgb + (1 - alpha) * bg).flatten(0, 1)).cpu())
+            alone = (alpha * rgb + (1 - alpha) * bg).flatten(0, 1)
+            drawn = (alpha.flatten(0, 1) > 0.5).flatten(1).sum(1) >= MIN_OBJECT_PIXELS  # empty slots are no objects
+            objects.append(fidlib.to_uint8(alone[drawn]).cpu())
     return torch.cat(scenes), (torch.cat(objects) if objects else None)
 
 
@@ -117,11 +127,16 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
         reason = f"the {data.name!r} generator cannot draw single ground-truth objects yet"
         skipped.update({"FID objects": reason, "KIDx100 objects": reason})
         return scores, skipped
-    truth = single[0](n, split_seed, data.image_size)
+    m = min(n, len(objects))
+    if m < 2:
+        skipped.update(dict.fromkeys(["FID objects", "KIDx100 objects"], "the model drew fewer than 2 non-empty objects"))
+        return scores, skipped
+    truth = single[0](m, split_seed, data.image_size)
     real = fidlib.features(truth, net, desc="inception: ground-truth objects")
-    fake = fidlib.features(objects[:n], net, desc="inception: generated objects")
+    fake = fidlib.features(objects[:m], net, desc="inception: generated objects")
     alone = fidlib.fid_kid_of_features(real, fake)
     scores.update({f"{k} objects": v for k, v in alone.items()})
+    scores["FID_objects"] = m
     return scores, skipped
 
 

@@ -129,3 +129,18 @@ def test_evaluate_writes_results_beside_the_papers(trained, tmp_path):
     assert r["paper"]["mIOU"] == 0.83 and r["images"] == 6
     assert "| paper | 0.83 | 0.90 | 0.87 |" in out.with_suffix(".md").read_text()
     assert out.with_name("results-dpa.png").is_file() or r["dpa_curve"] is None
+
+
+def test_score_prints_the_hand_computed_numbers(tmp_path):
+    """Object 0 (far) fills [0, 6)², object 1 (near) [4, 10)²; slot 0 finds object 1 exactly, slot 1
+    only [0, 4)² of object 0, and is put in front. See tests/test_metrics.py for the arithmetic."""
+    amodal = np.zeros((1, 2, 10, 10), bool)
+    amodal[0, 0, :6, :6], amodal[0, 1, 4:, 4:] = True, True
+    alpha = np.zeros((1, 2, 10, 10), np.float32)
+    alpha[0, 0, 4:, 4:], alpha[0, 1, :4, :4] = 1, 1
+    np.savez(tmp_path / "gt.npz", amodal=amodal, count=np.array([2]))
+    np.savez(tmp_path / "pred.npz", alpha=alpha, depth=np.array([[0.8, 0.2]], np.float32))
+    result = invoke("score", tmp_path / "gt.npz", tmp_path / "pred.npz", "--min-overlap", 4)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
+    assert lines["mIOU"] == "0.7500" and lines["aIOU"] == f"{(16 / 36 + 1) / 2:.4f}" and lines["DPA"] == "0.0000"
