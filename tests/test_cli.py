@@ -83,6 +83,10 @@ def test_train_on_a_folder_of_images(tmp_path):
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    result = invoke("evaluate", tmp_path / "run", "--n", 4, "--no-fid", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "- mIOU: the 'folder:" in result.output and "has no ground-truth object masks" in result.output
+    assert "| ours | — | — | — | — |" in result.output  # no decomposition numbers, MSE only
 
 
 def test_decompose_exports_predictions_that_score_reads(trained, tmp_path):
