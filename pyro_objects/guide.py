@@ -43,7 +43,8 @@ class Guide(nn.Module):
         with pyro.plate("images", B, dim=-2):
             pyro.sample("z_bg", self.q_z_bg(x))
             with pyro.plate("objects", J, dim=-1):
-                theta = pyro.sample("theta", dist.RelaxedOneHotCategorical(temperature, logits=self.theta_logits(x)))
+                theta = pyro.sample("theta", dist.RelaxedOneHotCategorical(temperature, logits=self.theta_logits(x),
+                                                                           validate_args=False))  # see model.py
                 q_z, q_d = self.q_z_d(x, theta)
                 z = pyro.sample("z", q_z)
                 d = pyro.sample("d", q_d)
