@@ -119,6 +119,16 @@ def back_to_front(scene):
     return torch.where(scene["present"], -distance, math.inf).argsort(1)
 
 
+PER_OBJECT = ("shape", "size", "size_index", "centre", "angle", "colour_index", "colour", "metal", "present")
+
+
+def sort_objects(scene, order):
+    """The scene with its objects (the PER_OBJECT fields, [n, K, ...]) in the given order [n, K]."""
+    def sort(v):
+        return v.gather(1, order.view(*order.shape, *[1] * (v.dim() - 2)).expand_as(v))
+    return {k: sort(v) if k in PER_OBJECT else v for k, v in scene.items()}
+
+
 def take(scene, rows):
     return {k: v[rows] for k, v in scene.items()}
 
@@ -140,9 +150,7 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         blocks = [draw_scenes(BLOCK, variant, g) for _ in range(min(-(-chunk // BLOCK), -(-(n - have) // BLOCK)))]
         scene = {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
         scene = take(scene, scene.pop("ok"))
-        order = back_to_front(scene)
-        scene = {k: (v.gather(1, order.view(*order.shape, *[1] * (v.dim() - 2)).expand_as(v)) if v.dim() >= 2 and
-                     v.shape[1] == order.shape[1] and k not in ("lights",) else v) for k, v in scene.items()}
+        scene = sort_objects(scene, back_to_front(scene))
         on_device = {k: v.to(device) for k, v in scene.items()}
         image, coverage, visible = render.render(on_device, image_size, samples)
         enough = ((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]
