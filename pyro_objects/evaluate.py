@@ -87,22 +87,32 @@ def dsprites_objects(n, seed, image_size):
     return dsprites.single_objects(g, torch.arange(len(g["count"])))[:n]
 
 
-# Datasets whose generator can draw single ground-truth objects: (renderer, background colour).
-SINGLE_OBJECTS = {"polygons": (polygon_objects, (0.0, 0.0, 0.0)), "multi-dsprites": (dsprites_objects, (0.0, 0.0, 0.0))}
+def clevr_objects(variant):
+    """n ground-truth CLEVR objects, each rendered alone in its scene: uint8 [n, N, N, 3]."""
+    from .data import clevr
+    return lambda n, seed, image_size: clevr.single_objects(n, seed, variant, image_size)
+
+
+# Datasets whose generator can draw single ground-truth objects: (renderer, what a generated
+# object is drawn over: a colour, or "background", the background generated with its scene).
+SINGLE_OBJECTS = {"polygons": (polygon_objects, (0.0, 0.0, 0.0)), "multi-dsprites": (dsprites_objects, (0.0, 0.0, 0.0)),
+                  **{v: (clevr_objects(v), "background") for v in ("clevr3", "clevr5", "clevr5-vbg")}}
 MIN_OBJECT_PIXELS = 10  # a generated slot counts as an object where its alpha exceeds 0.5 on this many pixels
 
 
 @torch.no_grad()
 def generate(model, cfg, n, batch_size=100, device="cpu", background=None, hyperprior=False):
     """n scenes sampled at the config's minimum temperature (from the scene prior if hyperprior),
-    as uint8 [n, N, N, 3]; with a background colour also each slot drawn alone over it, uint8 [n * J, N, N, 3]."""
+    as uint8 [n, N, N, 3]; with a background (an RGB colour, or "background": the scene's own generated
+    background) also each non-empty slot drawn alone over it, uint8 [<= n * J, N, N, 3]."""
     scenes, objects = [], []
     for i in tqdm(range(0, n, batch_size), desc="sample", unit="batch", leave=False):
         out = model(n=min(batch_size, n - i), temperature=cfg.min_temperature, hyperprior=hyperprior)
         scenes.append(fidlib.to_uint8(out["x_mean"]).cpu())
         if background is not None:
             rgb, alpha = out["placed"][:, :, :3], out["placed"][:, :, 3:]
-            bg = torch.tensor(background, device=rgb.device)[:, None, None]
+            bg = out["x_bg"][:, None] if background == "background" else \
+                torch.tensor(background, device=rgb.device)[:, None, None]
             alone = (alpha * rgb + (1 - alpha) * bg).flatten(0, 1)
             drawn = (alpha.flatten(0, 1) > 0.5).flatten(1).sum(1) >= MIN_OBJECT_PIXELS  # empty slots are no objects
             objects.append(fidlib.to_uint8(alone[drawn]).cpu())

@@ -136,3 +136,11 @@ def test_a_lone_sphere_is_a_disc_at_its_projected_centre():
     assert (mask * rows).sum() / mask.sum() == pytest.approx(float(row), abs=0.3)
     assert (mask * cols).sum() / mask.sum() == pytest.approx(float(col), abs=0.3)
     assert mask.sum() == pytest.approx(math.pi * radius ** 2, rel=0.03)
+
+
+def test_single_objects_show_one_object_each_over_the_ground():
+    alone = clevr.single_objects(4, seed=2, variant="clevr3", image_size=N).float() / 255
+    assert alone.shape == (4, N, N, 3)
+    ground = alone.flatten(1, 2).median(1).values[:, None, None]  # the ground fills most of the view
+    differs = ((alone - ground).abs().amax(-1) > 0.1).flatten(1).sum(1)
+    assert (differs > 10).all() and (differs < N * N / 3).all()

@@ -168,6 +168,25 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
     return out
 
 
+def single_objects(n, seed, variant="clevr3", image_size=96, device="cpu", samples=2):
+    """n ground-truth objects, each rendered alone in its scene (same camera, lights, ground and
+    shadow), for the per-object FID of Table 1: uint8 [n, N, N, 3]."""
+    variant = VARIANTS[variant] if isinstance(variant, str) else variant
+    g = torch.Generator().manual_seed(seed)
+    out, have = [], 0
+    while have < n:
+        scene = draw_scenes(BLOCK, variant, g)
+        scene = take(scene, scene.pop("ok"))
+        K = scene["present"].shape[1]
+        alone = {k: v.repeat_interleave(K, 0) for k, v in scene.items()}  # each scene once per object
+        alone["present"] = alone["present"] & torch.eye(K, dtype=torch.bool).repeat(len(scene["present"]), 1)
+        alone = take(alone, alone["present"].any(1))
+        image, _, _ = render.render({k: v.to(device) for k, v in alone.items()}, image_size, samples)
+        out.append((image * 255).round().to(torch.uint8).cpu())
+        have += len(image)
+    return torch.cat(out)[:n]
+
+
 def generators():
     """One generate function per variant, with the dataset interface's signature."""
     def make(name):
