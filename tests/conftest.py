@@ -21,3 +21,16 @@ def tiny_cfg():
                        obj_decoder="d128e-v8x4x4-cT8e-cT8e-c4", bg_decoder="d128e-v8x4x4-cT8e-cT8e-cT8e-c3",
                        obj_encoder="c8s2e-c8s2e-d32e-d18", bg_encoder="c8s2e-c8s2e-d32e-d8",
                        position_unet=(8, 8), zeta="d32e-v2x4x4-cT4e-cT4e-cT4e-c2", batch_size=8, n_train=32, n_eval=8, epochs=2)
+
+
+@pytest.fixture
+def train_tiny():
+    """train() quietly on n polygons images: train_tiny(cfg, path, n=32, **kwargs) -> the final state."""
+    from pyro_objects.data import Dataset, polygons
+    from pyro_objects.train import train
+
+    def run(cfg, path, n=32, **kwargs):
+        d = polygons.generate(n, seed=0, image_size=cfg.image_size)
+        data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+        return train(cfg, path, data=data, figures=False, progress=False, log_every=1, **kwargs)
+    return run

@@ -6,14 +6,12 @@ from click.testing import CliRunner
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 
-from pyro_objects import data
 from pyro_objects.cli import main
-from pyro_objects.data import polygons
 from pyro_objects.elbo import scene_prior_elbo
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import has_scene_prior, stage, train
+from pyro_objects.train import has_scene_prior, stage
 
 
 def one_hot_modes(cfg, B, pixels):
@@ -80,23 +78,14 @@ def test_the_last_hyperprior_epochs_are_stage_two_but_never_the_first():
     assert {stage(cfg.replace(hyperprior_epochs=0), e) for e in range(500)} == {1}  # the ablation of Table 2
 
 
-def tiny_data(cfg, n=16):
-    d = polygons.generate(n, seed=0, image_size=cfg.image_size)
-    return data.Dataset("polygons", d["images"], d["amodal"], d["count"])
-
-
-def run(cfg, path, **kwargs):
-    return train(cfg, path, data=tiny_data(cfg), figures=False, progress=False, log_every=1, **kwargs)
-
-
-def test_stage_two_freezes_stage_one_and_resumes_exactly_across_and_within_it(tiny_cfg, tmp_path):
+def test_stage_two_freezes_stage_one_and_resumes_exactly_across_and_within_it(tiny_cfg, tmp_path, train_tiny):
     cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=1)  # 2 steps an epoch: steps 4 and 5 are stage 2
-    whole = run(cfg, tmp_path / "whole")
-    boundary = run(cfg, tmp_path / "split", max_steps=4)  # stage 1 done, stage 2 not begun
+    whole = train_tiny(cfg, tmp_path / "whole", n=16)
+    boundary = train_tiny(cfg, tmp_path / "split", n=16, max_steps=4)  # stage 1 done, stage 2 not begun
     assert boundary["stage"] == 1 and not has_scene_prior(boundary)
-    within = run(cfg, tmp_path / "split", resume=True, max_steps=5)
+    within = train_tiny(cfg, tmp_path / "split", n=16, resume=True, max_steps=5)
     assert within["stage"] == 2 and has_scene_prior(within)
-    resumed = run(cfg, tmp_path / "split", resume=True)
+    resumed = train_tiny(cfg, tmp_path / "split", n=16, resume=True)
     assert whole["stage"] == resumed["stage"] == 2 and resumed["step"] == 6
     for part in ("model", "guide"):
         for name, tensor in whole[part].items():

@@ -1,28 +1,17 @@
 import pytest
 import torch
 
-from pyro_objects import data
-from pyro_objects.data import polygons
 from pyro_objects.errors import InputError
 from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import parse_duration, temperature, train
+from pyro_objects.train import parse_duration, temperature
 
 
-def tiny_data(cfg, n=32):
-    d = polygons.generate(n, seed=0, image_size=cfg.image_size)
-    return data.Dataset("polygons", d["images"], d["amodal"], d["count"])
-
-
-def run(cfg, path, **kwargs):
-    return train(cfg, path, data=tiny_data(cfg), figures=False, progress=False, log_every=1, **kwargs)
-
-
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path):
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny):
     cfg = tiny_cfg.replace(epochs=3)  # 4 steps an epoch
-    whole = run(cfg, tmp_path / "whole")
-    first = run(cfg, tmp_path / "split", max_steps=6)  # stops mid-epoch
+    whole = train_tiny(cfg, tmp_path / "whole")
+    first = train_tiny(cfg, tmp_path / "split", max_steps=6)  # stops mid-epoch
     assert (first["epoch"], first["batch"], first["step"]) == (1, 2, 6)
-    resumed = run(cfg, tmp_path / "split", resume=True)
+    resumed = train_tiny(cfg, tmp_path / "split", resume=True)
     assert resumed["step"] == whole["step"] == 12
     for part in ("model", "guide"):
         for name, tensor in whole[part].items():
@@ -31,15 +20,15 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tm
     assert len(log) == 1 + 12  # header, then one row per step across both sessions
 
 
-def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path):
-    run(tiny_cfg, tmp_path / "r", max_steps=1)
+def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
+    train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
     with pytest.raises(InputError, match="already holds a run"):
-        run(tiny_cfg, tmp_path / "r")
+        train_tiny(tiny_cfg, tmp_path / "r")
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
 
 
-def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_rate(tiny_cfg, tmp_path, monkeypatch, capsys):
+def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_rate(tiny_cfg, tmp_path, monkeypatch, capsys, train_tiny):
     import pyro.infer
     real_step, calls = pyro.infer.SVI.step, {"n": 0}
 
@@ -48,7 +37,7 @@ def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_ra
         return float("nan") if calls["n"] == 6 else real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(pyro.infer.SVI, "step", step_with_one_nan)
-    state = run(tiny_cfg, tmp_path / "r")
+    state = train_tiny(tiny_cfg, tmp_path / "r")
     assert state["lr"] == tiny_cfg.lr / 2 and state["step"] == 8
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert "non-finite loss at step 5" in capsys.readouterr().err
