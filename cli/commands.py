@@ -15,7 +15,7 @@ from pyro_objects.errors import InputError
 from pyro_objects.interpolate import FACTORS, interpolate
 from pyro_objects.runs import load_run
 from pyro_objects.train import has_scene_prior, parse_duration, train
-from pyro_objects.viz import decomposition_figure, rows_figure, save_gif, scenes_figure
+from pyro_objects.viz import decomposition_figure, rows_figure, samples_figure, save_gif
 
 from . import main
 
@@ -106,18 +106,13 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
     scenes, trace = interventions.sample(model, n, sigma=state["sigma"], hyperprior=has_scene_prior(state))
     out = Path(out or Path(run_dir) / "figures" / "samples.png")
     if placements or front is not None:
-        sample_figure(scenes, out.with_name(f"{out.stem}-before{out.suffix}"))
+        samples_figure(scenes, out.with_name(f"{out.stem}-before{out.suffix}"))
         theta = interventions.one_hot_at(trace.nodes["theta"]["value"], [parse_place(p) for p in placements],
                                          cfg.image_size) if placements else None
         d = interventions.nearest(trace.nodes["d"]["value"], front, cfg.depth_softness) if front is not None else None
         scenes = interventions.intervene(model, trace, theta=theta, d=d)
-    sample_figure(scenes, out)
+    samples_figure(scenes, out)
     click.echo(f"{n} scenes -> {out}")
-
-
-def sample_figure(scenes, path):
-    placed = scenes["placed"]
-    scenes_figure(scenes["x_mean"], path, objects=(placed[:, :, :3], placed[:, :, 3], scenes["d"]))
 
 
 def parse_place(text):
@@ -211,18 +206,7 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
 
 def read_images(path, image_size):
     """uint8 [N, H, W, 3] from an .npz's 'images', checked against the run's image size."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist")
-    try:
-        with np.load(path) as f:
-            if "images" not in f:
-                raise InputError(f"{path} has no array named 'images'")
-            images = f["images"]
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path} cannot be read as .npz ({type(e).__name__})") from None
+    images = datasets.read_npz(path, ("images",))["images"]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise InputError(f"{path}: 'images' must be uint8 [N, H, W, 3], not {images.dtype} {list(images.shape)}")
     if images.shape[1:3] != (image_size, image_size):

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 
 from pyro_objects.interventions import intervene, nearest, one_hot_at, sample
-from place_objects import figure, load
+from pyro_objects.viz import samples_figure
+
+from place_objects import load
 
 
 def main():
@@ -32,8 +34,8 @@ def main():
     before = intervene(model, trace, theta=theta)
     after = intervene(model, trace, theta=theta, d=nearest(trace.nodes["d"]["value"], args.slot, cfg.depth_softness))
     out = Path(args.out)
-    figure(before, out / "front-before.png")
-    figure(after, out / "front-after.png")
+    samples_figure(before, out / "front-before.png")
+    samples_figure(after, out / "front-after.png")
     print(f"{out / 'front-before.png'}, {out / 'front-after.png'}")
 
 

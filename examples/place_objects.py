@@ -17,7 +17,7 @@ from pyro_objects.interventions import place_objects, sample
 from pyro_objects.model import Model
 from pyro_objects.runs import load_run
 from pyro_objects.train import has_scene_prior
-from pyro_objects.viz import scenes_figure
+from pyro_objects.viz import samples_figure
 
 
 def load(run_dir):
@@ -26,11 +26,6 @@ def load(run_dir):
         return Model(quick(POLYGONS)).eval(), False
     _, model, _, state = load_run(run_dir)
     return model, has_scene_prior(state)
-
-
-def figure(scenes, path):
-    placed = scenes["placed"]
-    scenes_figure(scenes["x_mean"], path, objects=(placed[:, :, :3], placed[:, :, 3], scenes["d"]))
 
 
 def main():
@@ -45,8 +40,8 @@ def main():
     N = model.cfg.image_size
     after = place_objects(model, trace, [(0, N // 4, N // 4), (1, 3 * N // 4, 3 * N // 4)])
     out = Path(args.out)
-    figure(before, out / "place-before.png")
-    figure(after, out / "place-after.png")
+    samples_figure(before, out / "place-before.png")
+    samples_figure(after, out / "place-after.png")
     print(f"{out / 'place-before.png'}, {out / 'place-after.png'}")
 
 

@@ -275,23 +275,6 @@ def dpa_figure(curve, path, title=""):  # Fig. 6: DPA against the minimum overla
 
 # -- files of any model: `pyro-objects score GT.npz PRED.npz` -------------------------
 
-def _read_npz(path, required, optional=()):
-    """The named arrays of an .npz, or an InputError that says what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path} does not exist")
-    try:
-        with np.load(path) as f:
-            missing = [k for k in required if k not in f]
-            if missing:
-                raise InputError(f"{path} has no array named {', '.join(repr(k) for k in missing)}")
-            return {k: f[k] for k in (*required, *optional) if k in f}
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path} cannot be read as .npz ({type(e).__name__})") from None
-
-
 def _check(path, name, array, ndim, kinds, what):
     if array.ndim != ndim or array.dtype.kind not in kinds:
         raise InputError(f"{path}: '{name}' must be {what}, not {array.dtype} {list(array.shape)}")
@@ -299,7 +282,7 @@ def _check(path, name, array, ndim, kinds, what):
 
 def load_truth(path):
     """A ground-truth .npz: amodal bool [N, K, H, W] back to front, count int [N], optional images uint8 [N, H, W, 3]."""
-    f = _read_npz(path, ("amodal", "count"), ("images",))
+    f = datasets.read_npz(path, ("amodal", "count"), ("images",))
     _check(path, "amodal", f["amodal"], 4, "bui", "bool [N, K, H, W]")
     _check(path, "count", f["count"], 1, "ui", "int [N]")
     if f["amodal"].dtype != bool and not np.isin(f["amodal"], (0, 1)).all():
@@ -316,7 +299,7 @@ def load_truth(path):
 def load_predictions(path, truth):
     """A predictions .npz: alpha float [N, J, H, W], depth float [N, J], optional recon float [N, H, W, 3],
     checked against the ground truth's N, H and W."""
-    f = _read_npz(path, ("alpha", "depth"), ("recon",))
+    f = datasets.read_npz(path, ("alpha", "depth"), ("recon",))
     N, _, H, W = truth["amodal"].shape
     _check(path, "alpha", f["alpha"], 4, "fbui", "float [N, J, H, W]")
     _check(path, "depth", f["depth"], 2, "fui", "float [N, J]")

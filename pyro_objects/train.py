@@ -246,17 +246,14 @@ def _fall_back(run_dir, step, lr, model, guide, device, bar):
 
 def _figures(run_dir, model, guide, data, device, epoch, log, scene_prior=False):
     from .decompose import decompose
-    from .viz import decomposition_figure, scenes_figure
+    from .interventions import sample
+    from .viz import decomposition_figure, samples_figure
     x = data.batch(torch.arange(min(8, len(data))), device)
     path = Path(run_dir) / "figures" / "decomposition.png"
     fig = decomposition_figure(x, decompose(model, guide, x), path)
     log.figure("decomposition", fig, epoch)
     if scene_prior:  # scenes from the hyperprior, as `pyro-objects sample` draws them
-        with torch.no_grad():
-            out = model(n=8, temperature=model.cfg.min_temperature, hyperprior=True)
-        placed = out["placed"]
-        fig = scenes_figure(out["x_mean"], Path(run_dir) / "figures" / "samples.png",
-                            objects=(placed[:, :, :3], placed[:, :, 3], out["d"]))
+        fig = samples_figure(sample(model, 8, hyperprior=True)[0], Path(run_dir) / "figures" / "samples.png")
         log.figure("samples", fig, epoch)
 
 

@@ -93,6 +93,12 @@ def scenes_figure(scenes, path=None, objects=None, columns=8):
     return _save(fig, path)
 
 
+def samples_figure(out, path=None):
+    """scenes_figure() of a model output (x_mean, placed, d): each scene above its objects."""
+    placed = out["placed"]
+    return scenes_figure(out["x_mean"], path, objects=(placed[:, :, :3], placed[:, :, 3], out["d"]))
+
+
 def rows_figure(rows, path=None):
     """One labelled row of images per entry: {label: [K, 3, N, N]}. Interpolations (the
     paper's Fig. 5) and scenes before and after an intervention."""

@@ -7,6 +7,7 @@ slots past it are empty). The same layout is the ground-truth file format
 that `pyro-objects score` reads.
 """
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -39,6 +40,24 @@ class Dataset:
     def batch(self, index, device=None):
         """Images as floats in [0, 1]: [B, 3, N, N]."""
         return to_float(self.images[index].to(device))
+
+
+def read_npz(path, required, optional=()):
+    """The named arrays of an .npz file, or an InputError that says what is wrong."""
+    import numpy as np
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist")
+    try:
+        with np.load(path) as f:
+            missing = [k for k in required if k not in f]
+            if missing:
+                raise InputError(f"{path} has no array named {', '.join(repr(k) for k in missing)}")
+            return {k: f[k] for k in (*required, *optional) if k in f}
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{path} cannot be read as .npz ({type(e).__name__})") from None
 
 
 def to_float(images):
