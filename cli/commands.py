@@ -76,6 +76,8 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_di
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun: one process per GPU
         device = join_process_group(device)
     state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "
                f"figures in {run_dir / 'figures'}")
 

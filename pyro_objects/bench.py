@@ -17,6 +17,7 @@ from . import data as datasets
 from .compositor import compose, place
 from .decompose import decompose
 from .elbo import aggregate_l1, binary_alpha_penalty, from_config
+from .errors import InputError
 from .guide import Guide
 from .model import Model
 from .runs import atomic_write
@@ -64,14 +65,33 @@ def _time(fn, device, repeats, warmup):
     return sorted(times)[len(times) // 2]
 
 
-def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, precisions=("fp32",)):
-    """One row of measurements per batch size and precision: images/s of a training step
-    (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation, peak memory."""
+def variant(name):
+    """The config changes of a variant: a precision (fp32, bf16) and flags (compile,
+    channels_last) joined by '+', e.g. 'bf16+compile'. Flags it does not name are off; fp32 unless bf16."""
+    changes = {"precision": "fp32", "compile": False, "channels_last": False}
+    for part in name.split("+"):
+        if part in ("fp32", "bf16"):
+            changes["precision"] = part
+        elif part in ("compile", "channels_last"):
+            changes[part] = True
+        else:
+            raise InputError(f"unknown part {part!r} of variant {name!r}: use fp32 or bf16, compile, channels_last")
+    return changes
+
+
+def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=("fp32",)):
+    """One row of measurements per batch size and variant (see `variant`): images/s of a training
+    step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation, peak memory."""
     pyro.enable_validation(False)
     temperature, sigma = 1.0, cfg.sigma[0]
-    rows, base = [], cfg
-    for B, precision in [(B, p) for B in batch_sizes for p in precisions]:
-        cfg = base.replace(precision=precision)
+    configs = {name: cfg.replace(**variant(name)) for name in variants}  # a bad name fails before any timing
+    rows = []
+    for B, name in [(B, v) for B in batch_sizes for v in variants]:
+        cfg = configs[name]
+        # A compiled network compiles on its first call in each grad mode (TORCH_LOGS=recompiles shows
+        # none after it): each row starts afresh, as a run of its own would, and warms up at least twice.
+        torch.compiler.reset()
+        warm = max(warmup, 2) if cfg.compile else warmup
         pyro.clear_param_store()
         torch.manual_seed(0)
         model, guide = Model(cfg).to(device), Guide(cfg).to(device)
@@ -80,7 +100,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, precision
         if device != "cpu":
             torch.cuda.reset_peak_memory_stats()
         svi = SVI(model, guide, Adam([model, guide], cfg.lr), loss=elbo)
-        t_svi = _time(lambda: svi.step(x, temperature=temperature, sigma=sigma), device, repeats, warmup)
+        t_svi = _time(lambda: svi.step(x, temperature=temperature, sigma=sigma), device, repeats, warm)
         adam = Adam([model, guide], cfg.lr).adam  # the same torch optimiser, driven directly
 
         def plain_step():
@@ -88,13 +108,13 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, precision
             plain_loss(model, guide, x, temperature, sigma, elbo).backward()
             adam.step()
 
-        t_plain = _time(plain_step, device, repeats, warmup)
+        t_plain = _time(plain_step, device, repeats, warm)
         with torch.no_grad():
-            t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warmup)
-            t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warmup)
+            t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
+            t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
         t_data = _time(lambda: datasets.load(cfg.dataset, "eval", B, device=device), device, max(3, repeats // 4), 1)
         rows.append({
-            "dataset": cfg.dataset, "device": _device_name(device), "batch": B, "precision": precision,
+            "dataset": cfg.dataset, "device": _device_name(device), "batch": B, "variant": name,
             "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
             "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": B / t_data,
             "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
@@ -108,7 +128,7 @@ def _device_name(device):
 
 def table(rows):
     """The rows as a Markdown table."""
-    cols = ["batch", "precision", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
+    cols = ["batch", "variant", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
             "data_img_s", "peak_gib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

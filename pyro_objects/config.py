@@ -48,6 +48,8 @@ class Config:
     depth_softness: float = 0.05     # τ of the soft depth order, on the (0, 1) depth scale (ours)
     placement: str = "fft"           # 'fft' or 'direct': same answer, different speed
     precision: str = "fp32"          # 'bf16': networks under bf16 autocast; compositor and likelihood stay fp32
+    compile: bool = False            # nn.Module.compile the convolutional networks; state_dict keys stay the same
+    channels_last: bool = False      # convolutional networks and their image inputs in channels_last memory layout
     hyperprior_epochs: int = 10      # stage 2: epochs at the end that fit ζ, ξ and Q(y)
 
     # data

@@ -16,7 +16,7 @@ from torch import nn
 
 from .compositor import crop
 from .model import logit_normal, pixel_grid, positive
-from .nets import UNet, build, run
+from .nets import UNet, build, run, speed_up
 
 
 class Guide(nn.Module):
@@ -34,6 +34,7 @@ class Guide(nn.Module):
         y_obj = build(cfg.y_encoder, (cfg.z_dim + 3,))
         self.encode_y = nn.ModuleDict({"object": y_obj, "head": nn.Linear(y_obj.out_shape[0], 2 * cfg.y_dim)})
         self.register_buffer("grid", pixel_grid(N), persistent=False)
+        speed_up([self.position, self.encode_object, self.encode_background], cfg)
 
     def forward(self, x, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The guide; takes the model's arguments. x: [B, 3, N, N] in [0, 1]."""
@@ -59,10 +60,10 @@ class Guide(nn.Module):
 
     def theta_logits(self, x):  # Q(θ | x)
         """x: [B, 3, N, N] -> [B, J, N*N]"""
-        return run(self.position, x, self.cfg.precision).flatten(2)
+        return run(self.position, x, self.cfg.precision, self.cfg.channels_last).flatten(2)
 
     def q_z_bg(self, x):  # Q(z_bg | x), batch shape [B, 1]
-        loc, raw_scale = run(self.encode_background, x, self.cfg.precision).chunk(2, -1)
+        loc, raw_scale = run(self.encode_background, x, self.cfg.precision, self.cfg.channels_last).chunk(2, -1)
         return dist.Normal(loc[:, None], positive(raw_scale[:, None])).to_event(1)
 
     def q_z_d(self, x, theta):  # Q(z_j | θ_j, x) and Q(d_j | θ_j, x), batch shape [B, J]
@@ -74,7 +75,8 @@ class Guide(nn.Module):
         else:  # the whole image, with θ_j scaled to a peak of 1 as a fourth channel
             peak = where / where.amax((-1, -2), keepdim=True).clamp_min(1e-12)
             inputs = torch.cat([x.unsqueeze(1).expand(B, J, 3, N, N), peak.unsqueeze(2)], 2).reshape(B * J, 4, N, N)
-        loc, raw_scale = run(self.encode_object, inputs, self.cfg.precision).reshape(B, J, -1).chunk(2, -1)
+        out = run(self.encode_object, inputs, self.cfg.precision, self.cfg.channels_last)
+        loc, raw_scale = out.reshape(B, J, -1).chunk(2, -1)
         scale = positive(raw_scale)
         return (dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1),
                 logit_normal(loc[..., -1], scale[..., -1]))

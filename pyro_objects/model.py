@@ -27,7 +27,7 @@ from torch import nn
 from torch.distributions.transforms import SigmoidTransform
 
 from .compositor import compose, place
-from .nets import build, run
+from .nets import build, run, speed_up
 
 
 def logit_normal(loc, scale):
@@ -66,6 +66,7 @@ class Model(nn.Module):
         xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,))
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)
+        speed_up([self.F_obj, self.F_bg, self.zeta], cfg)
 
     def forward(self, x=None, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The model. x: [B, 3, N, N] in [0, 1], or None with n to sample n scenes."""
@@ -111,11 +112,12 @@ class Model(nn.Module):
     def draw_objects(self, z):  # F_obj: each object once, centred on its own canvas
         """z: [B, J, Dz] -> canvas [B, J, 4, M, M], RGB and alpha in (0, 1)"""
         B, J, _ = z.shape
-        return torch.sigmoid(run(self.F_obj, z.reshape(B * J, -1), self.cfg.precision)).reshape(B, J, *self.F_obj.out_shape)
+        logits = run(self.F_obj, z.reshape(B * J, -1), self.cfg.precision, self.cfg.channels_last)
+        return torch.sigmoid(logits).reshape(B, J, *self.F_obj.out_shape)
 
     def draw_background(self, z_bg):  # F_bg
         """z_bg: [B, D] -> [B, 3, N, N]"""
-        return torch.sigmoid(run(self.F_bg, z_bg, self.cfg.precision))
+        return torch.sigmoid(run(self.F_bg, z_bg, self.cfg.precision, self.cfg.channels_last))
 
     def zeta_logits(self, y, B):  # ζ(y): position logits for every slot; uniform without y
         """y: [B, Dy] or None -> [B, J, N*N]"""

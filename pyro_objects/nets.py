@@ -47,11 +47,30 @@ class View(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
-def run(net, x, precision="fp32"):
-    """net(x) as float32; with precision 'bf16' the network itself runs under bf16 autocast.
+def run(net, x, precision="fp32", channels_last=False):
+    """net(x) as float32; with precision 'bf16' the network itself runs under bf16 autocast,
+    with channels_last an image x enters in the channels_last layout of a `speed_up` network.
     Only networks go through here: placement, blending and the likelihood stay in float32."""
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         return net(x).float()
+
+
+def speed_up(nets, cfg):
+    """Convert the networks in place to the memory layout and compilation cfg asks for.
+
+    nn.Module.compile, unlike torch.compile(net), keeps the state_dict keys, so a
+    checkpoint loads whether or not either side was compiled."""
+    if cfg.compile:
+        # nn.Module.compile runs every network through one shared frame, and Dynamo caches per frame: each
+        # network, grad mode and input shape is an entry, more than the default limit of 8, past which all run eagerly.
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for net in nets:
+        if cfg.channels_last:
+            net.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            net.compile(dynamic=False)  # else Dynamo takes each new network in that frame for a shape change
 
 
 def build(spec, in_shape):

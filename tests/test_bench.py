@@ -1,12 +1,14 @@
 import json
 
 import pyro
+import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_objects.bench import plain_loss
+from pyro_objects.bench import plain_loss, variant
 from pyro_objects.cli import main
 from pyro_objects.elbo import from_config
+from pyro_objects.errors import InputError
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 
@@ -34,8 +36,20 @@ def test_plain_pytorch_loss_equals_the_pyro_elbo_draw_for_draw(tiny_cfg):
 def test_bench_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", "polygons", "--quick", "--batch-sizes", "4", "--repeats", "2",
-                                       "--device", "cpu", "--json", str(out)])
+                                       "--variants", "fp32,channels_last", "--device", "cpu", "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "train_img_s" in result.output and "pyro_overhead" in result.output
     rows = json.loads(out.read_text())
+    assert [r["variant"] for r in rows] == ["fp32", "channels_last"]
     assert rows[0]["batch"] == 4 and rows[0]["train_img_s"] > 0 and rows[0]["pyro_overhead"] > 0
+
+
+def test_variants_name_a_precision_and_flags():
+    assert variant("fp32") == {"precision": "fp32", "compile": False, "channels_last": False}
+    assert variant("compile+bf16") == {"precision": "bf16", "compile": True, "channels_last": False}
+    assert variant("channels_last") == {"precision": "fp32", "compile": False, "channels_last": True}
+    with pytest.raises(InputError, match="'fp16'"):
+        variant("fp16+compile")
+    # --precision is the old name of --variants; a bad variant stops the command before any timing
+    result = CliRunner().invoke(main, ["bench", "--quick", "--precision", "fp32,fp16", "--device", "cpu"])
+    assert result.exit_code == 1 and "unknown part 'fp16'" in result.output

@@ -1,8 +1,14 @@
+import shutil
+
+import pyro
 import pytest
 import torch
 from torch import nn
 
-from pyro_objects.config import CONFIGS, quick
+from pyro_objects.config import CONFIGS, POLYGONS, quick
+from pyro_objects.elbo import from_config
+from pyro_objects.guide import Guide
+from pyro_objects.model import Model
 from pyro_objects.nets import UNet, build
 
 
@@ -35,8 +41,6 @@ def test_unet_keeps_the_image_size():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_config_builds(name):
-    from pyro_objects.guide import Guide
-    from pyro_objects.model import Model
     for cfg in (CONFIGS[name], quick(CONFIGS[name])):
         Model(cfg), Guide(cfg)
 
@@ -49,3 +53,45 @@ def test_bf16_networks_stay_close_to_float32():
     full, half = run(net, x), run(net, x, "bf16")
     assert half.dtype == torch.float32
     assert (full - half).norm() < 3e-2 * full.norm()  # bf16 keeps about 3 significant digits
+
+
+# A U-Net of one stage, without max pooling. Max pooling sends the gradient to the largest value of each 2×2
+# window; where two differ by rounding alone, other kernels may pick the other one: with the quick config's
+# three stages, channels_last moves the gradient by 1e-3 of its norm (the loss agrees to 1e-7).
+SMOOTH = quick(POLYGONS).replace(position_unet=(8,))
+
+
+def loss_and_grads(cfg, state, x):
+    """The stage-1 loss on x of networks loaded (strictly) from state, and its gradient over every parameter."""
+    model, guide = Model(cfg), Guide(cfg)
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    pyro.set_rng_seed(5)
+    loss = from_config(cfg).differentiable_loss(model, guide, x, temperature=0.7, sigma=0.1)
+    grads = torch.autograd.grad(loss, list(model.parameters()) + list(guide.parameters()), allow_unused=True)
+    return loss, torch.cat([g.flatten() for g in grads if g is not None])
+
+
+def changes_in_loss_and_grads(cfg, changes, batch=4):
+    """Relative changes of the loss and of its gradient when cfg takes changes; the networks of both
+    load the state_dict of the changed ones and make the same draws."""
+    changed = cfg.replace(**changes)
+    state = {"model": Model(changed).state_dict(), "guide": Guide(changed).state_dict()}
+    x = torch.rand(batch, 3, cfg.image_size, cfg.image_size)
+    (loss, grads), (new_loss, new_grads) = loss_and_grads(cfg, state, x), loss_and_grads(changed, state, x)
+    return ((new_loss - loss).abs() / loss.abs()).item(), ((new_grads - grads).norm() / grads.norm()).item()
+
+
+def test_channels_last_networks_give_the_same_loss_and_gradients():
+    assert Guide(SMOOTH.replace(channels_last=True)).position.down[0][0].weight.is_contiguous(
+        memory_format=torch.channels_last)
+    assert changes_in_loss_and_grads(quick(POLYGONS), {"channels_last": True})[0] <= 1e-5
+    loss, grads = changes_in_loss_and_grads(SMOOTH, {"channels_last": True})
+    assert loss <= 1e-5 and grads <= 1e-5
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")),
+                    reason="torch.compile on a CPU (Inductor) needs a C++ compiler, and none is on PATH")
+def test_compiled_networks_give_the_same_loss_and_their_checkpoints_load_uncompiled():  # ~40 s of Inductor
+    loss, grads = changes_in_loss_and_grads(SMOOTH, {"compile": True}, batch=2)
+    assert loss <= 1e-4 and grads <= 1e-4
