@@ -56,8 +56,11 @@ def join_process_group(device):
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
 @click.option("--data", "cache", type=click.Path(file_okay=False),
               help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
+@click.option("--eval-every", type=int, metavar="STEPS",
+              help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
+                   "against the minutes trained: time to quality.")
 def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget,
-                  no_hyperprior, cache):
+                  no_hyperprior, cache, eval_every):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
@@ -75,7 +78,7 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_di
     device = pick_device(device)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun: one process per GPU
         device = join_process_group(device)
-    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget)
+    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "

@@ -104,12 +104,14 @@ def parse_duration(text):
 
 
 def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
-          log_every=25, figures=True, progress=True):
+          log_every=25, figures=True, progress=True, eval_every=None, eval_data=None):
     """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
 
     time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
     max_steps: stop the same way once this many steps (counted from the run's start) are done.
     data: a Dataset to train on (default: the config's dataset, generated from the seed).
+    eval_every: every this many steps, score the decomposition of eval_data (default: 500
+    held-out images) into RUN/quality.csv against the minutes trained so far: time to quality.
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
@@ -141,8 +143,11 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     if steps_per_epoch == 0:
         raise InputError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
 
-    epoch, batch, step, current, optim_state = 0, 0, 0, 1, None
+    if eval_every and lead and eval_data is None:
+        eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg)
+    epoch, batch, step, current, optim_state, seconds_before = 0, 0, 0, 1, None, 0.0
     if state is not None:
+        seconds_before = state.get("seconds", 0.0)
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
         epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
@@ -151,13 +156,18 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     if optim_state is not None:
         optim.set_state(optim_state)
 
+    scoring_time = 0.0  # spent on eval_every's scoring, not counted as training
+
+    def seconds():  # wall time trained so far, over every call of the run
+        return seconds_before + time.monotonic() - start_time - scoring_time
+
     def checkpoint():
         if lead:
             save_checkpoint(run_dir, {
                 "config": dataclasses.asdict(cfg), "seed": seed, "model": model.state_dict(),
                 "guide": guide.state_dict(), "optim": optim.get_state(), "epoch": epoch, "batch": batch,
                 "step": step, "stage": current, "lr": lr, "temperature": temperature(cfg, step),
-                "sigma": sigma(cfg, epoch)})
+                "sigma": sigma(cfg, epoch), "seconds": seconds()})
         if world > 1:
             dist.barrier()
 
@@ -199,6 +209,10 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                           cfg.batch_size / step_time)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / step_time:.0f}")
             bar.update(1)
+            if eval_every and lead and step % eval_every == 0:
+                tick = time.monotonic()
+                _score_quality(run_dir, model, guide, eval_data, device, step, epoch, seconds(), log)
+                scoring_time += time.monotonic() - tick
         if not stopped:
             epoch, batch = epoch + 1, 0
             checkpoint()
@@ -242,6 +256,32 @@ def _fall_back(run_dir, step, lr, model, guide, device, bar):
     model.load_state_dict(state["model"])
     guide.load_state_dict(state["guide"])
     return lr / 2
+
+
+QUALITY = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
+
+
+def _score_quality(run_dir, model, guide, eval_data, device, step, epoch, seconds, log):
+    """Append the decomposition scores of eval_data to RUN/quality.csv and redraw figures/quality.png."""
+    from .evaluate import PAPER, decomposition_scores
+    from .viz import quality_figure
+    model.eval()  # the next step sets the training mode again
+    guide.eval()
+    scores, _ = decomposition_scores(model, guide, eval_data, device=device)
+    row = {"step": step, "epoch": epoch, "minutes": seconds / 60, **{k: scores.get(k, "") for k in QUALITY}}
+    path = Path(run_dir) / "quality.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    for k in QUALITY:
+        if row[k] != "":
+            log.scalar(f"quality/{k}", row[k], step)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    quality_figure(rows, PAPER.get(eval_data.name, {}), Path(run_dir) / "figures" / "quality.png")
 
 
 def _figures(run_dir, model, guide, data, device, epoch, log, scene_prior=False):
@@ -291,6 +331,10 @@ class _Log:
             for k, v in row.items():
                 if k not in ("step", "epoch"):
                     self.tb.add_scalar(k, v, step)
+
+    def scalar(self, tag, value, step):
+        if self.tb is not None:
+            self.tb.add_scalar(tag, value, step)
 
     def figure(self, tag, fig, epoch):
         if self.tb is not None and fig is not None:

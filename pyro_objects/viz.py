@@ -145,3 +145,27 @@ def truth_figure(images, amodal, count, path=None):
             _show(axes[2 + k, b], over_checkerboard(colour, amodal[b, k].float()),
                   "amodal, back first" if b == 0 and k == 0 else None)
     return _save(fig, path)
+
+
+def quality_figure(rows, paper, path=None):
+    """Time to quality: the decomposition scores of quality.csv's rows against the minutes
+    trained, the paper's numbers as dashed lines in the same colours."""
+    minutes = [float(r["minutes"]) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
+    for name in ("mIOU", "aIOU", "DPA", "FG-ARI"):
+        values = [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
+        line, = left.plot(minutes, values, marker=".", label=name)
+        if name in paper:
+            left.axhline(paper[name], color=line.get_color(), ls="--", lw=0.8)
+    left.set_ylim(0, 1.02)
+    left.set_xlabel("minutes trained")
+    left.legend(fontsize=7, loc="lower right")
+    left.set_title("decomposition (dashed: the paper's)", fontsize=9)
+    right.plot(minutes, [float(r["MSE"]) for r in rows], marker=".", color="black")
+    if "MSE" in paper:
+        right.axhline(paper["MSE"], color="black", ls="--", lw=0.8)
+    right.set_yscale("log")
+    right.set_xlabel("minutes trained")
+    right.set_title("reconstruction MSE", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -59,3 +59,26 @@ def test_schedules_and_durations(tiny_cfg):
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
+
+
+def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tiny_cfg, tmp_path, train_tiny):
+    import csv
+
+    from pyro_objects.data import Dataset, polygons
+    cfg = tiny_cfg.replace(epochs=2)  # 8 steps
+    d = polygons.generate(16, seed=1, image_size=cfg.image_size)
+    held_out = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    plain = train_tiny(cfg, tmp_path / "plain")
+    train_tiny(cfg, tmp_path / "scored", max_steps=5, eval_every=2, eval_data=held_out)
+    scored = train_tiny(cfg, tmp_path / "scored", resume=True, eval_every=2, eval_data=held_out)
+    for part in ("model", "guide"):
+        for name, tensor in plain[part].items():
+            assert torch.equal(tensor, scored[part][name]), f"scoring changed {part}.{name}"
+    with open(tmp_path / "scored" / "quality.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]  # across the stop and the resume
+    minutes = [float(r["minutes"]) for r in rows]
+    assert all(a < b for a, b in zip(minutes, minutes[1:]))
+    assert all(0 <= float(r[k]) <= 1 for r in rows for k in ("mIOU", "aIOU", "FG-ARI"))
+    assert scored["seconds"] >= minutes[-1] * 60
+    assert (tmp_path / "scored" / "figures" / "quality.png").is_file()
