@@ -14,8 +14,8 @@ from .commands import pick_device
 @click.option("--batch-sizes", default="100", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--repeats", type=int, default=20, show_default=True, help="Timed repeats per figure (median).")
 @click.option("--variants", "--precision", default="fp32", show_default=True,
-              help="Comma-separated; each a precision (fp32, bf16) and flags (compile, channels_last) joined by '+', "
-                   "e.g. fp32,bf16,compile,bf16+compile. --precision is its old name.")
+              help="Comma-separated; each a precision (fp32, bf16), flags (compile, channels_last) and a placement "
+                   "(fft, direct) joined by '+', e.g. fp32,bf16,compile,bf16+compile,direct. --precision is its old name.")
 @click.option("--quick", "is_quick", is_flag=True, help="The tiny networks of --quick runs.")
 @click.option("--device")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")

@@ -66,16 +66,20 @@ def _time(fn, device, repeats, warmup):
 
 
 def variant(name):
-    """The config changes of a variant: a precision (fp32, bf16) and flags (compile,
-    channels_last) joined by '+', e.g. 'bf16+compile'. Flags it does not name are off; fp32 unless bf16."""
-    changes = {"precision": "fp32", "compile": False, "channels_last": False}
+    """The config changes of a variant: a precision (fp32, bf16), flags (compile, channels_last)
+    and a placement (fft, direct) joined by '+', e.g. 'bf16+compile'. Flags it does not name
+    are off; fp32 unless bf16, FFT placement unless direct."""
+    changes = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft"}
     for part in name.split("+"):
         if part in ("fp32", "bf16"):
             changes["precision"] = part
+        elif part in ("fft", "direct"):
+            changes["placement"] = part
         elif part in ("compile", "channels_last"):
             changes[part] = True
         else:
-            raise InputError(f"unknown part {part!r} of variant {name!r}: use fp32 or bf16, compile, channels_last")
+            raise InputError(f"unknown part {part!r} of variant {name!r}: "
+                             "use fp32 or bf16, compile, channels_last, fft or direct")
     return changes
 
 

@@ -45,9 +45,11 @@ def test_bench_prints_a_table_and_writes_json(tmp_path):
 
 
 def test_variants_name_a_precision_and_flags():
-    assert variant("fp32") == {"precision": "fp32", "compile": False, "channels_last": False}
-    assert variant("compile+bf16") == {"precision": "bf16", "compile": True, "channels_last": False}
-    assert variant("channels_last") == {"precision": "fp32", "compile": False, "channels_last": True}
+    plain = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft"}
+    assert variant("fp32") == plain
+    assert variant("compile+bf16") == {**plain, "precision": "bf16", "compile": True}
+    assert variant("channels_last") == {**plain, "channels_last": True}
+    assert variant("direct") == {**plain, "placement": "direct"}
     with pytest.raises(InputError, match="'fp16'"):
         variant("fp16+compile")
     # --precision is the old name of --variants; a bad variant stops the command before any timing
