@@ -42,7 +42,7 @@ def reference(cfg, seed=0, world=2):
     return model, guide
 
 
-def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path):
+def test_two_processes_train_like_one_process_on_the_global_batch_and_resume_in_one(tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
@@ -58,3 +58,11 @@ def test_two_processes_train_like_one_process_on_the_global_batch(tmp_path):
     for part, module in (("model", model), ("guide", guide)):
         for name, p in module.named_parameters():
             assert torch.allclose(state[part][name], p.detach(), rtol=1e-4, atol=1e-6), f"{part}.{name}"
+    # Resumable on any process count: the two processes' checkpoint goes on in one.
+    from pyro_objects.runs import save_checkpoint
+    from pyro_objects.train import train
+    state["config"]["epochs"] = 2
+    save_checkpoint(run_dir, state)
+    resumed = train(None, run_dir, resume=True, figures=False, progress=False)
+    assert (resumed["epoch"], resumed["step"]) == (2, 4)
+    assert all(torch.isfinite(t).all() for t in resumed["model"].values())
