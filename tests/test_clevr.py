@@ -144,3 +144,17 @@ def test_single_objects_show_one_object_each_over_the_ground():
     ground = alone.flatten(1, 2).median(1).values[:, None, None]  # the ground fills most of the view
     differs = ((alone - ground).abs().amax(-1) > 0.1).flatten(1).sum(1)
     assert (differs > 10).all() and (differs < N * N / 3).all()
+
+
+def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
+    """render tests only the ray/object pairs near an object's bounding sphere: testing every pair
+    gives the same bits, also with the camera near the ground (sky and far ground in view)."""
+    scene = clevr.draw_scenes(4, clevr.VARIANTS["clevr5"], torch.Generator().manual_seed(4))
+    del scene["ok"]
+    low = {**scene, "camera": scene["camera"] * torch.tensor([1.0, 1.0, 0.1])}
+    culled = [render.render(s, N) for s in (scene, low)]
+    every_pair = lambda origin, direction, scene, centre: scene["present"][..., None].expand(  # noqa: E731
+        -1, -1, max(origin.shape[1], direction.shape[1])).clone()
+    monkeypatch.setattr(render, "candidates", every_pair)
+    for s, outputs in zip((scene, low), culled):
+        assert all(torch.equal(a, b) for a, b in zip(outputs, render.render(s, N)))

@@ -5,6 +5,10 @@ z = 0. A pinhole camera looks at the origin; three directional lights (key, fill
 back) light the scene with Lambertian diffuse and Blinn-Phong specular shading,
 and cast shadows. Each pixel averages S×S rays.
 
+Only ray/object pairs whose ray passes near the object's bounding sphere are tested (the
+others miss), and shadow rays start only at points that face their light (elsewhere its
+light adds nothing, shadowed or not): the images are those of testing every pair, bit for bit.
+
 A scene is a dict of tensors, B scenes of K object slots:
     shape [B, K] (0 sphere, 1 cube, 2 cylinder), centre [B, K, 2] (x, y on the ground),
     size [B, K] (half-extent), angle [B, K] (azimuth), colour [B, K, 3], metal [B, K] (bool),
@@ -19,6 +23,7 @@ FOV = 2 * math.atan(16 / 35)  # CLEVR's camera: a 35 mm lens on a 32 mm sensor, 
 LIGHT_POWER = (0.4, 0.16, 0.12)  # key, fill, back: a grey ground near CLEVR's
 AMBIENT = 0.06
 FAR = 1e6
+BOUND = (1.0, math.sqrt(3), math.sqrt(2))  # bounding-sphere radius over size: sphere, cube, cylinder
 
 
 def camera_rays(camera, N, S):
@@ -38,29 +43,95 @@ def camera_rays(camera, N, S):
     return d / d.norm(dim=-1, keepdim=True)
 
 
-def intersect(origin, direction, scene, normals=True):
-    """Distance along each ray to each object, FAR where it misses, and the hit's outward normal.
+def objects(scene):
+    """Each object's centre (its bounding box's, one size above the ground) [B, K, 3], and the
+    cos and sin of its azimuth [B, K]."""
+    return torch.cat([scene["centre"], scene["size"][..., None]], -1), scene["angle"].cos(), scene["angle"].sin()
 
-    origin [B, P, 3] (or [B, 1, 3]), direction [B, P, 3] -> t [B, K, P], normal [B, K, P, 3] (None if not normals)
+
+def rotate(v, c, s):
+    """v [M, 3] turned about the vertical into the frame of an object whose azimuth has cos c and sin s [M]."""
+    return torch.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
+
+
+def candidates(origin, direction, scene, centre):
+    """Ray/object pairs that may meet: bool [B, K, P].
+
+    A pair is dropped only where the ray misses the object's bounding sphere, widened by a
+    margin far above rounding error, so that the exact tests would have missed too.
+    Rays from one point (the camera's) or parallel rays (to a light), of unit directions:
+    origin [B, P or 1, 3], direction [B, 1 or P, 3]
     """
-    size, present = scene["size"], scene["present"]
-    centre = torch.cat([scene["centre"], size[..., None]], -1)  # every shape rests on the ground z = 0, [B, K, 3]
-    o = origin[:, None] - centre[:, :, None]  # ray origins relative to each object, [B, K, P, 3]
-    d = direction[:, None].expand(-1, centre.shape[1], -1, -1)
-    r = size[..., None]
-    # sphere
+    bound = scene["size"] * torch.tensor(BOUND, device=centre.device)[scene["shape"]] * 1.05 + 0.1  # [B, K]
+    present = scene["present"]
+    if origin.shape[1] == 1:
+        return from_one_point(origin, direction, centre, bound, present)
+    return along_one_direction(origin, direction, centre, bound, present)
+
+
+def dot(a, b):
+    """a · b over the last axis, [..., 3] -> [...], broadcast without a [..., 3] product in between."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def from_one_point(origin, direction, centre, bound, present):
+    """Rays from origin [B, 1, 3] along unit directions [B, P, 3] that pass through present [B, K] spheres
+    [B, K, 3] of radii bound [B, K]: those within asin(bound / distance) of the direction to the centre.
+    -> bool [B, K, P]"""
+    to_centre = centre - origin
+    distance = to_centre.norm(dim=-1)
+    cos_max = (1 - (bound / distance).clamp(max=1) ** 2).sqrt()  # [B, K]
+    cos_max[(distance <= bound) | (distance > 50)] = -2  # inside, or so far the angles are too small to trust: all
+    cos_max[~present] = 2  # none
+    axis = (to_centre / distance[..., None])[:, :, None]  # [B, K, 1, 3]
+    d = direction[:, None]  # [B, 1, P, 3]
+    cos = d[..., 0] * axis[..., 0]  # the [B, K, P] passes are the cost: built in place
+    cos.addcmul_(d[..., 1], axis[..., 1]).addcmul_(d[..., 2], axis[..., 2])
+    return cos >= cos_max[..., None]
+
+
+def along_one_direction(origin, direction, centre, bound, present):
+    """Rays from origin [B, P, 3] along a unit direction [B, 1, 3] that pass through present [B, K] spheres
+    [B, K, 3] of radii bound [B, K]: seen along the direction, the origin lies within bound of the
+    centre, and not beyond it. -> bool [B, K, P]"""
+    d = direction
+    helper = torch.where(d[..., 2:].abs() < 0.9, torch.tensor([0.0, 0.0, 1.0], device=d.device),
+                         torch.tensor([1.0, 0.0, 0.0], device=d.device))
+    across = torch.linalg.cross(d, helper)
+    across = across / across.norm(dim=-1, keepdim=True)
+    across2 = torch.linalg.cross(d, across)  # [B, 1, 3], with across and d an orthonormal frame
+    o = [dot(origin, e)[:, None] for e in (across, across2, d)]  # [B, 1, P]
+    c = [dot(centre, e)[..., None] for e in (across, across2, d)]  # [B, K, 1]
+    c[0][~present] = math.nan  # absent objects meet nothing
+    gap = (o[0] - c[0]).square_()  # the [B, K, P] passes are the cost: built in place
+    gap1 = o[1] - c[1]
+    near = gap.addcmul_(gap1, gap1) <= bound[..., None] ** 2
+    near &= o[2] <= c[2] + bound[..., None]  # the sphere is not wholly behind the origin
+    near |= (dot(origin, origin) > 1e6)[:, None]  # a thousand away, rounding may pass the margin: keep all
+    return near
+
+
+def hit_sphere(o, d, r, c, s):
+    """Distance to a sphere of radius r, FAR where the ray misses.
+
+    o [M, 3] (the ray's origin relative to the object's centre), d [M, 3], r, c, s [M] -> [M]
+    """
     b = (o * d).sum(-1)
     disc = b ** 2 - ((o * o).sum(-1) - r ** 2)
-    t_sphere = torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), FAR)
-    # cube: slabs in the object's frame, turned by its azimuth
-    c, s = scene["angle"].cos()[..., None], scene["angle"].sin()[..., None]
-    rot = lambda v: torch.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)  # noqa: E731
-    ol, dl = rot(o), rot(d)
+    return torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), FAR)
+
+
+def hit_cube(o, d, r, c, s):
+    """Distance to a cube of half-extent r turned by the azimuth (c, s): slabs in its own frame."""
+    ol, dl = rotate(o, c, s), rotate(d, c, s)
     inv = 1 / torch.where(dl.abs() < 1e-9, torch.full_like(dl, 1e-9), dl)
-    t0, t1 = (-r[..., None] - ol) * inv, (r[..., None] - ol) * inv
+    t0, t1 = (-r[:, None] - ol) * inv, (r[:, None] - ol) * inv
     t_near, t_far = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
-    t_cube = torch.where((t_near < t_far) & (t_far > 0), t_near, FAR)
-    # cylinder: the side (x² + y² = r², |z| ≤ r) and the top cap (z = r)
+    return torch.where((t_near < t_far) & (t_far > 0), t_near, FAR)
+
+
+def hit_cylinder(o, d, r, c, s):
+    """Distance to an upright cylinder: its side (x² + y² = r², |z| ≤ r) and its top cap (z = r)."""
     a = (d[..., :2] ** 2).sum(-1).clamp_min(1e-12)
     bc = (o[..., :2] * d[..., :2]).sum(-1)
     disc_c = bc ** 2 - a * ((o[..., :2] ** 2).sum(-1) - r ** 2)
@@ -69,25 +140,104 @@ def intersect(origin, direction, scene, normals=True):
     t_top = (r - o[..., 2]) / torch.where(d[..., 2].abs() < 1e-9, torch.full_like(a, -1e-9), d[..., 2])
     top_xy = o[..., :2] + t_top[..., None] * d[..., :2]
     top_ok = ((top_xy ** 2).sum(-1) <= r ** 2) & (t_top > 0)
-    t_cyl = torch.minimum(torch.where(side_ok, t_side, FAR), torch.where(top_ok, t_top, FAR))
-    shape = scene["shape"][..., None]
-    t = torch.where(shape == 0, t_sphere, torch.where(shape == 1, t_cube, t_cyl))
-    t = torch.where((t > 1e-4) & present[..., None], t, FAR)
-    if not normals:
-        return t, None
-    # normals at the hits
-    p = o + t[..., None] * d
-    n_sphere = p / r[..., None]
-    pl = rot(p)
-    face = (pl.abs() / r[..., None]).argmax(-1, keepdim=True)
-    n_local = torch.zeros_like(pl).scatter(-1, face, pl.gather(-1, face).sign())
-    n_cube = torch.stack([c * n_local[..., 0] - s * n_local[..., 1], s * n_local[..., 0] + c * n_local[..., 1],
-                          n_local[..., 2]], -1)
-    on_top = (p[..., 2] >= r - 1e-3)
-    n_cyl = torch.where(on_top[..., None], torch.tensor([0.0, 0.0, 1.0], device=p.device),
-                        torch.cat([p[..., :2] / r[..., None], torch.zeros_like(p[..., :1])], -1))
-    normal = torch.where(shape[..., None] == 0, n_sphere, torch.where(shape[..., None] == 1, n_cube, n_cyl))
-    return t, normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    return torch.minimum(torch.where(side_ok, t_side, FAR), torch.where(top_ok, t_top, FAR))
+
+
+def intersect(origin, direction, scene, rays=None):
+    """Distances along rays to objects, for the ray/object pairs that may meet (all others miss).
+
+    origin, direction [B, P or 1, 3]; rays bool [B, P]: the rays to trace (default all)
+    -> b, k, p (the pairs' scene, object and ray indices) and t (distance, FAR where it misses), each [M]
+    """
+    centre, cos, sin = objects(scene)  # cos and sin taken before gathering: they must not depend on M
+    near = candidates(origin, direction, scene, centre)
+    if rays is not None:
+        near &= rays[:, None]
+    b, k, p = near.nonzero(as_tuple=True)  # each pair's test is independent: run only those that may hit
+    B, P = near.shape[0], near.shape[2]
+    origin, direction = origin.expand(B, P, 3), direction.expand(B, P, 3)
+    shape = scene["shape"][b, k]
+    t = torch.empty(len(b), device=b.device)
+    for kind, hit in enumerate((hit_sphere, hit_cube, hit_cylinder)):
+        i = (shape == kind).nonzero()[:, 0]
+        bi, ki, pi = b[i], k[i], p[i]
+        t[i] = hit(origin[bi, pi] - centre[bi, ki], direction[bi, pi], scene["size"][bi, ki], cos[bi, ki], sin[bi, ki])
+    t = torch.where((t > 1e-4) & scene["present"][b, k], t, FAR)
+    return b, k, p, t
+
+
+def distances(origin, direction, scene):
+    """Distance along each ray to each object, FAR where it misses: [B, K, P]."""
+    B, K = scene["present"].shape
+    b, k, p, t_pairs = intersect(origin, direction, scene)
+    t = torch.full((B, K, direction.shape[1]), FAR, device=direction.device)
+    t[b, k, p] = t_pairs
+    return t
+
+
+def shadowed(origin, light, scene, rays):
+    """Whether anything lies between each ray's origin and the light.
+
+    origin [B, P, 3], light [B, 1, 3], rays bool [B, P] (those to trace; the others are not shadowed) -> [B, P]
+    """
+    b, _, p, t = intersect(origin, light, scene, rays)
+    blocked = torch.zeros(rays.shape, dtype=torch.bool, device=rays.device)
+    blocked[b[t < FAR], p[t < FAR]] = True
+    return blocked
+
+
+def surface_normal(origin, direction, t, nearest, hits, scene):
+    """Outward unit normals where rays hit their nearest object, (0, 0, 1) (the ground's) elsewhere.
+
+    origin [B, 1, 3], direction [B, P, 3], t and nearest [B, P] (distance to and index of the
+    nearest object), hits bool [B, P] -> [B, P, 3]
+    """
+    b, p = hits.nonzero(as_tuple=True)  # only these rays: a normal for every object would cost K times more
+    k = nearest[b, p]
+    centre, cos, sin = objects(scene)  # cos and sin of all objects, then gathered, as in intersect
+    centre, c, s, shape, r = centre[b, k], cos[b, k], sin[b, k], scene["shape"][b, k], scene["size"][b, k, None]
+    d = direction[b, p]
+    point = (origin[b, 0] - centre) + t[b, p][:, None] * d  # relative to the object's centre
+    n_sphere = point / r
+    local = rotate(point, c, s)
+    face = (local.abs() / r).argmax(-1, keepdim=True)
+    n_local = torch.zeros_like(local).scatter(-1, face, local.gather(-1, face).sign())
+    n_cube = rotate(n_local, c, -s)  # back to the world's frame
+    on_top = point[:, 2:] >= r - 1e-3
+    n_cyl = torch.where(on_top, torch.tensor([0.0, 0.0, 1.0], device=d.device),
+                        torch.cat([point[:, :2] / r, torch.zeros_like(point[:, :1])], -1))
+    shape = shape[:, None]
+    normal = torch.where(shape == 0, n_sphere, torch.where(shape == 1, n_cube, n_cyl))
+    out = torch.tensor([0.0, 0.0, 1.0], device=d.device).repeat(*t.shape, 1)
+    out[b, p] = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    return out
+
+
+def shade(scene, direction, origin, n, hits, nearest):
+    """Ambient light, and from each light Lambertian diffuse and Blinn-Phong specular light unless
+    something blocks it, on the ground or the nearest object: linear colour [B, P, 3].
+
+    direction [B, P, 3] (the camera rays), origin [B, P, 3] (their hits, lifted off the surface for
+    the shadow rays), n [B, P, 3] (normals there), hits, nearest [B, P] (whether and which object is hit)
+    """
+    per_object = lambda v: v.gather(1, nearest[..., None].expand(-1, -1, v.shape[-1]))  # noqa: E731
+    ground = scene["ground"][:, None, None].expand(-1, direction.shape[1], 3)
+    albedo = torch.where(hits[..., None], per_object(scene["colour"]), ground)
+    metal = torch.where(hits, scene["metal"].gather(1, nearest), torch.zeros_like(hits))
+    diffuse_k = torch.where(metal, 0.45, 1.0)[..., None]
+    specular_k, shine = torch.where(metal, 0.9, 0.06)[..., None], torch.where(metal, 80.0, 12.0)[..., None]
+    colour = AMBIENT * albedo * diffuse_k
+    diffuse = diffuse_k * albedo
+    for li in range(3):
+        light = scene["lights"][:, li][:, None]  # [B, 1, 3]
+        lit = (n * light).sum(-1, keepdim=True).clamp_min(0)
+        # Where a point faces away from the light its term below is 0, shadowed or not: trace only the others.
+        blocked = shadowed(origin, light, scene, lit[..., 0] > 0)[..., None]
+        half = light - direction
+        half /= half.norm(dim=-1, keepdim=True)
+        spec = (n * half).sum(-1, keepdim=True).clamp_min_(0).pow_(shine)
+        colour += (~blocked) * LIGHT_POWER[li] * (diffuse * lit + specular_k * spec * (lit > 0))
+    return colour
 
 
 def render(scene, N, S=2):
@@ -100,31 +250,15 @@ def render(scene, N, S=2):
     B = scene["camera"].shape[0]
     origin = scene["camera"][:, None]
     d = camera_rays(scene["camera"], N, S)  # [B, P, 3]
-    t, normal = intersect(origin, d, scene)
+    t = distances(origin, d, scene)
     t_obj, nearest = t.min(1)  # [B, P]
     t_ground = torch.where(d[..., 2] < 0, -origin[..., 2] / d[..., 2].clamp(max=-1e-9), FAR)
     hits_object = t_obj < t_ground
     t_hit = torch.where(hits_object, t_obj, t_ground)
     point = origin + t_hit[..., None] * d
-    pick = lambda v: v.gather(1, nearest[:, None, :, None].expand(-1, 1, -1, v.shape[-1]))[:, 0]  # noqa: E731
-    n = torch.where(hits_object[..., None], pick(normal), torch.tensor([0.0, 0.0, 1.0], device=d.device))
-    per_object = lambda v: v.gather(1, nearest[..., None].expand(-1, -1, v.shape[-1]))  # noqa: E731
-    ground = scene["ground"][:, None, None].expand(-1, d.shape[1], 3)
-    albedo = torch.where(hits_object[..., None], per_object(scene["colour"]), ground)
-    metal = torch.where(hits_object, scene["metal"].gather(1, nearest), torch.zeros_like(hits_object))
-    diffuse_k = torch.where(metal, 0.45, 1.0)[..., None]
-    specular_k, shine = torch.where(metal, 0.9, 0.06)[..., None], torch.where(metal, 80.0, 12.0)[..., None]
-    colour = AMBIENT * albedo * diffuse_k
-    shadow_origin = point + 1e-3 * n
-    for li in range(3):
-        light = scene["lights"][:, li][:, None].expand_as(d)
-        lit = (n * light).sum(-1, keepdim=True).clamp_min(0)
-        blocked = (intersect(shadow_origin, light, scene, normals=False)[0] < FAR).any(1)[..., None]
-        half = light - d
-        half = half / half.norm(dim=-1, keepdim=True)
-        spec = (n * half).sum(-1, keepdim=True).clamp_min(0) ** shine
-        colour = colour + (~blocked) * LIGHT_POWER[li] * (diffuse_k * albedo * lit + specular_k * spec * (lit > 0))
-    image = colour.clamp(0, 1) ** (1 / 2.2)  # display gamma
+    n = surface_normal(origin, d, t_obj, nearest, hits_object, scene)
+    colour = shade(scene, d, point + 1e-3 * n, n, hits_object, nearest)
+    image = colour.clamp_(0, 1).pow_(1 / 2.2)  # display gamma
     image = image.reshape(B, N, N, S * S, 3).mean(3)
     coverage = (t < FAR).float().reshape(B, -1, N, N, S * S).mean(-1)
     K = t.shape[1]
