@@ -46,6 +46,7 @@ def join_process_group(device):
 @click.option("--epochs", type=int, help="Epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Images per step (default: the config's).")
 @click.option("--n-train", type=int, help="Training images (default: the config's).")
+@click.option("--lr", type=float, help="Adam's learning rate (default: the config's, 5e-4 as in App. B).")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -59,14 +60,14 @@ def join_process_group(device):
 @click.option("--eval-every", type=int, metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
                    "against the minutes trained: time to quality.")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, device, run_dir, seed, precision, resume, time_budget,
+def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, resume, time_budget,
                   no_hyperprior, cache, eval_every):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes."""
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
-    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
+    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "lr": lr, "precision": precision}
     changes = {k: v for k, v in changes.items() if v}
     if cache:
         changes["cache"] = str(Path(cache).resolve())

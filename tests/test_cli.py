@@ -9,7 +9,7 @@ from pyro_objects.cli import main
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "quick"
     result = CliRunner().invoke(main, ["train", "polygons", "--quick", "--epochs", "1", "--n-train", "64",
-                                       "--device", "cpu", "--out", str(run_dir)])
+                                       "--lr", "2e-3", "--device", "cpu", "--out", str(run_dir)])
     assert result.exit_code == 0, result.output
     return run_dir
 
@@ -21,6 +21,8 @@ def invoke(*args):
 def test_train_leaves_a_checkpoint_config_log_and_figure(trained):
     for name in ("checkpoint.pt", "config.json", "log.csv", "figures/decomposition.png"):
         assert (trained / name).is_file(), name
+    import json
+    assert json.loads((trained / "config.json").read_text())["lr"] == 2e-3  # --lr overrides the config's
 
 
 def test_sample_and_decompose_write_their_figures(trained, tmp_path):
