@@ -46,7 +46,8 @@ def join_process_group(device):
 @click.option("--epochs", type=int, help="Epochs (default: the config's).")
 @click.option("--batch-size", type=int, help="Images per step (default: the config's).")
 @click.option("--n-train", type=int, help="Training images (default: the config's).")
-@click.option("--lr", type=float, help="Adam's learning rate (default: the config's, 5e-4 as in App. B).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+              help="Adam's learning rate (default: the config's, 5e-4 as in App. B).")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -57,7 +58,7 @@ def join_process_group(device):
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
 @click.option("--data", "cache", type=click.Path(file_okay=False),
               help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
-@click.option("--eval-every", type=int, metavar="STEPS",
+@click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
                    "against the minutes trained: time to quality.")
 def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, resume, time_budget,
