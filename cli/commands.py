@@ -78,10 +78,11 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None
     device = pick_device(device)
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:  # launched by torchrun: one process per GPU
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1  # launched by torchrun: one process per GPU
+    if distributed:
         device = join_process_group(device)
     state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every)
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+    if distributed:
         torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "
                f"figures in {run_dir / 'figures'}")

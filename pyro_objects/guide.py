@@ -60,10 +60,10 @@ class Guide(nn.Module):
 
     def theta_logits(self, x):  # Q(θ | x)
         """x: [B, 3, N, N] -> [B, J, N*N]"""
-        return run(self.position, x, self.cfg.precision, self.cfg.channels_last).flatten(2)
+        return run(self.position, x, self.cfg).flatten(2)
 
     def q_z_bg(self, x):  # Q(z_bg | x), batch shape [B, 1]
-        loc, raw_scale = run(self.encode_background, x, self.cfg.precision, self.cfg.channels_last).chunk(2, -1)
+        loc, raw_scale = run(self.encode_background, x, self.cfg).chunk(2, -1)
         return dist.Normal(loc[:, None], positive(raw_scale[:, None])).to_event(1)
 
     def q_z_d(self, x, theta):  # Q(z_j | θ_j, x) and Q(d_j | θ_j, x), batch shape [B, J]
@@ -75,8 +75,7 @@ class Guide(nn.Module):
         else:  # the whole image, with θ_j scaled to a peak of 1 as a fourth channel
             peak = where / where.amax((-1, -2), keepdim=True).clamp_min(1e-12)
             inputs = torch.cat([x.unsqueeze(1).expand(B, J, 3, N, N), peak.unsqueeze(2)], 2).reshape(B * J, 4, N, N)
-        out = run(self.encode_object, inputs, self.cfg.precision, self.cfg.channels_last)
-        loc, raw_scale = out.reshape(B, J, -1).chunk(2, -1)
+        loc, raw_scale = run(self.encode_object, inputs, self.cfg).reshape(B, J, -1).chunk(2, -1)
         scale = positive(raw_scale)
         return (dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1),
                 logit_normal(loc[..., -1], scale[..., -1]))

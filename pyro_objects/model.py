@@ -112,12 +112,11 @@ class Model(nn.Module):
     def draw_objects(self, z):  # F_obj: each object once, centred on its own canvas
         """z: [B, J, Dz] -> canvas [B, J, 4, M, M], RGB and alpha in (0, 1)"""
         B, J, _ = z.shape
-        logits = run(self.F_obj, z.reshape(B * J, -1), self.cfg.precision, self.cfg.channels_last)
-        return torch.sigmoid(logits).reshape(B, J, *self.F_obj.out_shape)
+        return torch.sigmoid(run(self.F_obj, z.reshape(B * J, -1), self.cfg)).reshape(B, J, *self.F_obj.out_shape)
 
     def draw_background(self, z_bg):  # F_bg
         """z_bg: [B, D] -> [B, 3, N, N]"""
-        return torch.sigmoid(run(self.F_bg, z_bg, self.cfg.precision, self.cfg.channels_last))
+        return torch.sigmoid(run(self.F_bg, z_bg, self.cfg))
 
     def zeta_logits(self, y, B):  # ζ(y): position logits for every slot; uniform without y
         """y: [B, Dy] or None -> [B, J, N*N]"""

@@ -47,13 +47,13 @@ class View(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
-def run(net, x, precision="fp32", channels_last=False):
-    """net(x) as float32; with precision 'bf16' the network itself runs under bf16 autocast,
-    with channels_last an image x enters in the channels_last layout of a `speed_up` network.
+def run(net, x, cfg):
+    """net(x) as float32; with cfg.precision 'bf16' the network itself runs under bf16 autocast,
+    with cfg.channels_last an image x enters in the channels_last layout of a `speed_up` network.
     Only networks go through here: placement, blending and the likelihood stay in float32."""
-    if channels_last and x.dim() == 4:
+    if cfg.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         return net(x).float()
 
 

@@ -50,7 +50,7 @@ def test_bf16_networks_stay_close_to_float32():
     net = build("c16s2e-c32s2e-d64e-d8", (3, 16, 16))
     x = torch.rand(4, 3, 16, 16)
     from pyro_objects.nets import run
-    full, half = run(net, x), run(net, x, "bf16")
+    full, half = run(net, x, POLYGONS), run(net, x, POLYGONS.replace(precision="bf16"))
     assert half.dtype == torch.float32
     assert (full - half).norm() < 3e-2 * full.norm()  # bf16 keeps about 3 significant digits
 
