@@ -160,9 +160,9 @@ def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
     parts, mse = [], []
     for i, pred in enumerate(decompose_batches(model, guide, data.images, batch_size, device)):
         s = slice(i * batch_size, (i + 1) * batch_size)
-        mse.append(metrics.mse(pred["recon"], data.images[s]))
+        mse.append(metrics.mse(pred["recon"], data.images[s].cpu()))  # predictions come back on the CPU
         if data.has_truth:
-            parts.append(metrics.per_image(data.amodal[s], data.count[s], pred["alpha"], pred["depth"]))
+            parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred["depth"]))
     mse = torch.cat(mse)
     if not data.has_truth:
         reason = f"the {data.name!r} dataset has no ground-truth object masks"

@@ -31,8 +31,13 @@ from .nets import build, run, speed_up
 
 
 def logit_normal(loc, scale):
-    """The depth distribution: d = sigmoid(u), u ~ N(loc, scale). Its median is sigmoid(loc)."""
-    return dist.TransformedDistribution(dist.Normal(loc, scale), [SigmoidTransform()])
+    """The depth distribution: d = sigmoid(u), u ~ N(loc, scale). Its median is sigmoid(loc).
+
+    The transform keeps its last sample, so log q(d) of a guide's own draw is computed from u.
+    Recomputed as logit(d), u would round to about ±16 in float32 once |u| > 16, and a guide could
+    then lower its KL without bound by pushing its depth far back (a clevr5-vbg run did).
+    """
+    return dist.TransformedDistribution(dist.Normal(loc, scale), [SigmoidTransform(cache_size=1)])
 
 
 def positive(raw, floor=1e-3):

@@ -5,7 +5,7 @@ from pyro import poutine
 
 from pyro_objects.decompose import decompose
 from pyro_objects.guide import Guide
-from pyro_objects.model import Model
+from pyro_objects.model import Model, logit_normal
 
 
 def traces(cfg, hyperprior):
@@ -80,3 +80,16 @@ def test_decompose_conditions_the_model_on_the_guides_modes(tiny_cfg):
     assert parts["segmentation"].min() >= -1 and parts["segmentation"].max() < J
     # the modes are deterministic
     assert torch.equal(decompose(model, guide, x)["recon"], parts["recon"])
+
+
+def test_a_depth_pushed_far_back_costs_kl_instead_of_earning_it():
+    # sigmoid(40) is 1.0 in float32; logit(1.0) would give back u ≈ 16, not 40, and a KL of about -29,000
+    def prior():
+        pyro.sample("d", logit_normal(torch.tensor(0.0), torch.tensor(1.0)))
+
+    def far_back():
+        pyro.sample("d", logit_normal(torch.tensor(40.0), torch.tensor(0.1)))
+
+    pyro.set_rng_seed(0)
+    kl = pyro.infer.Trace_ELBO().loss(prior, far_back)  # one-sample estimate of KL(q(d) || p(d))
+    assert 0 < kl < 1e3
