@@ -47,7 +47,8 @@ def join_process_group(device):
 @click.option("--batch-size", type=int, help="Images per step (default: the config's).")
 @click.option("--n-train", type=int, help="Training images (default: the config's).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="Adam's learning rate (default: the config's, 5e-4 as in App. B).")
+              help="Adam's learning rate (default: the config's, 5e-4 as in App. B); with --resume, "
+                   "the rate to go on with.")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -68,8 +69,15 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes."""
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
-    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "lr": lr, "precision": precision}
+    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
     changes = {k: v for k, v in changes.items() if v}
+    if resume:
+        fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train,
+                 "--precision": precision, "--no-hyperprior": no_hyperprior, "--data": cache}
+        given = [name for name, value in fixed.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
+                             "config (--lr, --time-budget, --eval-every and --device can change)")
     if cache:
         changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
@@ -81,7 +89,8 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1  # launched by torchrun: one process per GPU
     if distributed:
         device = join_process_group(device)
-    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every)
+    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every,
+                  lr=lr)
     if distributed:
         torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "

@@ -11,17 +11,16 @@ import time
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI
 
 from . import data as datasets
 from .compositor import compose, place
 from .decompose import decompose
-from .elbo import aggregate_l1, binary_alpha_penalty, from_config
+from .elbo import aggregate_l1, binary_alpha_penalty
 from .errors import InputError
 from .guide import Guide
 from .model import Model
 from .runs import atomic_write
-from .train import Adam
+from .train import Adam, stage_svi
 
 
 def plain_loss(model, guide, x, temperature, sigma, elbo):
@@ -100,10 +99,9 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
         torch.manual_seed(0)
         model, guide = Model(cfg).to(device), Guide(cfg).to(device)
         x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
-        elbo = from_config(cfg)
         if device != "cpu":
             torch.cuda.reset_peak_memory_stats()
-        svi = SVI(model, guide, Adam([model, guide], cfg.lr), loss=elbo)
+        _, svi, elbo = stage_svi(1, cfg, model, guide, cfg.lr)  # as training steps
         t_svi = _time(lambda: svi.step(x, temperature=temperature, sigma=sigma), device, repeats, warm)
         adam = Adam([model, guide], cfg.lr).adam  # the same torch optimiser, driven directly
 

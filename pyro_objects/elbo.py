@@ -63,6 +63,13 @@ class ObjectsELBO(Trace_ELBO):
         loss = sum(terms.values())
         return torch_item(loss), loss
 
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Trace_ELBO's, except that it backpropagates even when the traces hold no Pyro params:
+        training steps the networks' weights itself, without registering them (model.register)."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward(retain_graph=self.retain_graph)
+        return torch_item(loss)
+
     def loss(self, model, guide, *args, **kwargs):
         with torch.no_grad():
             return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))

@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from .compositor import crop
-from .model import logit_normal, pixel_grid, positive
+from .model import logit_normal, pixel_grid, positive, register
 from .nets import UNet, build, run, speed_up
 
 
 class Guide(nn.Module):
+    pyro_params = True  # see model.register()
+
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -38,7 +40,7 @@ class Guide(nn.Module):
 
     def forward(self, x, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The guide; takes the model's arguments. x: [B, 3, N, N] in [0, 1]."""
-        pyro.module("guide", self)
+        register("guide", self)
         B, J = x.shape[0], self.cfg.slots
         temperature = torch.as_tensor(temperature, device=x.device)
         with pyro.plate("images", B, dim=-2):
@@ -54,7 +56,7 @@ class Guide(nn.Module):
 
     def scene_posterior(self, n, theta, z, d):  # Q(y | z, θ, d): the guide of Model.scene_prior (stage 2)
         """theta: [n, J, N*N], z: [n, J, Dz], d: [n, J], the posterior modes of n images."""
-        pyro.module("guide", self)
+        register("guide", self)
         with pyro.plate("images", n, dim=-2):
             pyro.sample("y", self.q_y(z, theta, d))
 

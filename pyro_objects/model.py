@@ -40,6 +40,14 @@ def logit_normal(loc, scale):
     return dist.TransformedDistribution(dist.Normal(loc, scale), [SigmoidTransform(cache_size=1)])
 
 
+def register(name, module):
+    """pyro.module(name, module): its networks' weights become Pyro params, as SVI with pyro.optim expects.
+    Training sets module.pyro_params = False and steps the weights itself: registering ~130 tensors
+    through Pyro's handlers every step costs several ms (docs/PERFORMANCE.md)."""
+    if module.pyro_params:
+        pyro.module(name, module)
+
+
 def positive(raw, floor=1e-3):
     """A network output made a scale: softplus, kept off zero so log-densities stay finite."""
     return torch.nn.functional.softplus(raw) + floor
@@ -52,6 +60,8 @@ def pixel_grid(n, device=None):
 
 
 class Model(nn.Module):
+    pyro_params = True  # see register()
+
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -75,7 +85,7 @@ class Model(nn.Module):
 
     def forward(self, x=None, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The model. x: [B, 3, N, N] in [0, 1], or None with n to sample n scenes."""
-        pyro.module("model", self)
+        register("model", self)
         cfg, J = self.cfg, self.cfg.slots
         B = x.shape[0] if x is not None else n
         sigma = cfg.sigma[0] if sigma is None else sigma
@@ -103,7 +113,7 @@ class Model(nn.Module):
     def scene_prior(self, n, theta=None, z=None, d=None):  # Sec. 4, stage 2: p(y) Π_j p(θ_j|y) p(z_j, d_j|y, θ_j)
         """The hyperprior over one-hot positions: given theta [n, J, N*N] (one-hot), z [n, J, Dz]
         and d [n, J], it scores them (stage 2 trains ζ and ξ on the guide's modes); without, it samples them."""
-        pyro.module("model", self)
+        register("model", self)
         cfg = self.cfg
         with pyro.plate("images", n, dim=-2):
             y = pyro.sample("y", dist.Normal(self.grid.new_zeros(cfg.y_dim), 1.).to_event(1))[:, 0]

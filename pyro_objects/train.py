@@ -47,8 +47,9 @@ class Adam(pyro.optim.PyroOptim):
         params = [p for m in modules for p in m.parameters()]
         fused = all(p.is_cuda for p in params)
         self.adam = torch.optim.Adam(params, lr=lr, fused=fused or None)
+        self.lr = lr
 
-    def __call__(self, params, *args, **kwargs):
+    def __call__(self, params, *args, **kwargs):  # SVI's params are ignored: the modules' are stepped
         if world_size() > 1:  # data parallel: every rank steps with the gradient of the global batch
             grads = [p.grad for group in self.adam.param_groups for p in group["params"] if p.grad is not None]
             flat = torch.cat([g.flatten() for g in grads])  # one all-reduce, not one per parameter
@@ -56,12 +57,15 @@ class Adam(pyro.optim.PyroOptim):
             for g, summed in zip(grads, flat.split([g.numel() for g in grads])):
                 g.copy_(summed.view_as(g))
         self.adam.step()
+        self.adam.zero_grad(set_to_none=True)
 
     def get_state(self):
         return self.adam.state_dict()
 
-    def set_state(self, state):
+    def set_state(self, state):  # Adam's moments and step counts; the learning rate stays this optimiser's
         self.adam.load_state_dict(state)
+        for group in self.adam.param_groups:
+            group["lr"] = self.lr
 
 
 def world_size():
@@ -104,7 +108,7 @@ def parse_duration(text):
 
 
 def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
-          log_every=25, figures=True, progress=True, eval_every=None, eval_data=None):
+          log_every=25, figures=True, progress=True, eval_every=None, eval_data=None, lr=None):
     """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
 
     time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
@@ -112,6 +116,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     data: a Dataset to train on (default: the config's dataset, generated from the seed).
     eval_every: every this many steps, score the decomposition of eval_data (default: 500
     held-out images) into RUN/quality.csv against the minutes trained so far: time to quality.
+    lr: a learning rate other than cfg.lr; with resume, other than the run's own (Adam's moments are kept).
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
@@ -123,6 +128,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         cfg, seed = config_from_dict(state["config"]), state["seed"]
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+    else:
+        cfg = cfg.replace(lr=lr or cfg.lr)
     if cfg.batch_size % world:
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
     local = cfg.batch_size // world
@@ -134,7 +141,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
     torch.manual_seed(seed)
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
-    lr = cfg.lr
+    new_lr, lr = lr, cfg.lr
     if data is None:
         data = datasets.load(cfg.dataset, "train", cfg.n_train, seed, device=device, cfg=cfg)
     if data.image_size != cfg.image_size:
@@ -152,7 +159,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         guide.load_state_dict(state["guide"])
         epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
         current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
-    optim, svi, elbo = _stage(current, cfg, model, guide, lr)
+        lr = new_lr or lr
+    optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
     if optim_state is not None:
         optim.set_state(optim_state)
 
@@ -184,7 +192,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 break
             if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
                 current = stage(cfg, epoch)
-                optim, svi, elbo = _stage(current, cfg, model, guide, lr)
+                optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
             model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
             guide.train(current == 1)
             tick = time.monotonic()
@@ -198,7 +206,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 loss = svi.step(len(x), modes["theta"], modes["z"], modes["d"])
             if _any_rank(not math.isfinite(loss), world):
                 lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
-                optim, svi, elbo = _stage(current, cfg, model, guide, lr)
+                optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
                 pyro.clear_param_store()
                 continue
             step, batch = step + 1, batch + 1
@@ -227,9 +235,11 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     return load_checkpoint(run_dir, device)
 
 
-def _stage(number, cfg, model, guide, lr):
+def stage_svi(number, cfg, model, guide, lr):
     """(optimiser, SVI, objective) of a stage. Stage 1: every network, the ELBO of Sec. 4.
-    Stage 2: only ζ, ξ and Q(y), the ELBO of the posterior modes under the hyperprior."""
+    Stage 2: only ζ, ξ and Q(y), the ELBO of the posterior modes under the hyperprior.
+    The optimiser steps the networks' weights without their being registered as Pyro params."""
+    model.pyro_params = guide.pyro_params = False
     if number == 1:
         optim, elbo = Adam([model, guide], lr), from_config(cfg)
         return optim, SVI(model, guide, optim, loss=elbo), elbo

@@ -35,6 +35,13 @@ def test_sample_and_decompose_write_their_figures(trained, tmp_path):
     assert (tmp_path / "d.png").stat().st_size > 0
 
 
+def test_resume_refuses_options_that_would_change_the_runs_config(trained):
+    before = (trained / "checkpoint.pt").read_bytes()
+    result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--epochs", 9, "--device", "cpu")
+    one_line_error(result, "--epochs", "--resume", "--lr")
+    assert (trained / "checkpoint.pt").read_bytes() == before
+
+
 def one_line_error(result, *words):
     assert result.exit_code != 0
     assert result.exception is None or isinstance(result.exception, SystemExit)  # no traceback

@@ -1,9 +1,12 @@
+import pyro
 import pytest
 import torch
 
 from pyro_objects.errors import InputError
+from pyro_objects.guide import Guide
+from pyro_objects.model import Model
 from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import parse_duration, temperature
+from pyro_objects.train import parse_duration, stage_svi, temperature
 
 
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny):
@@ -18,6 +21,15 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tm
             assert torch.equal(tensor, resumed[part][name]), f"{part}.{name} differs after resuming"
     log = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert len(log) == 1 + 12  # header, then one row per step across both sessions
+
+
+def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg, tmp_path, train_tiny):
+    first = train_tiny(tiny_cfg, tmp_path / "r", max_steps=2)
+    assert first["lr"] == tiny_cfg.lr
+    resumed = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=3, lr=1e-5)
+    assert resumed["lr"] == 1e-5
+    assert {group["lr"] for group in resumed["optim"]["param_groups"]} == {1e-5}
+    assert resumed["optim"]["state"][0]["step"] == 3  # Adam's moments went on, not afresh
 
 
 def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
@@ -82,3 +94,27 @@ def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tin
     assert all(0 <= float(r[k]) <= 1 for r in rows for k in ("mIOU", "aIOU", "FG-ARI"))
     assert scored["seconds"] >= minutes[-1] * 60
     assert (tmp_path / "scored" / "figures" / "quality.png").is_file()
+
+
+def test_training_steps_the_same_weights_whether_or_not_pyro_registers_them(tiny_cfg):
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size, generator=torch.Generator().manual_seed(1))
+
+    def three_steps(register):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+        before = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
+        _, svi, _ = stage_svi(1, tiny_cfg, model, guide, lr=1e-2)
+        model.pyro_params = guide.pyro_params = register
+        for step in range(3):
+            torch.manual_seed(step)
+            svi.step(x, temperature=0.5, sigma=0.1)
+        after = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
+        return before, after, len(pyro.get_param_store().keys())
+
+    before, registered, n_registered = three_steps(True)
+    _, unregistered, n_unregistered = three_steps(False)
+    assert n_registered == len(list(Model(tiny_cfg).parameters())) + len(list(Guide(tiny_cfg).parameters()))
+    assert n_unregistered == 0  # the training path skips Pyro's param store altogether...
+    assert not torch.equal(before, registered)
+    assert torch.equal(registered, unregistered)  # ...and steps the same weights, bit for bit
