@@ -53,6 +53,10 @@ def join_process_group(device):
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: networks under bf16 autocast.")
+@click.option("--compile", "compiled", is_flag=True, help="torch.compile the convolutional networks.")
+@click.option("--channels-last", is_flag=True,
+              help="Convolutional networks in channels_last layout. With bf16 and --compile, the fastest at large "
+                   "batches (docs/PERFORMANCE.md).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--no-hyperprior", is_flag=True,
@@ -62,18 +66,20 @@ def join_process_group(device):
 @click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
                    "against the minutes trained: time to quality.")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, resume, time_budget,
-                  no_hyperprior, cache, eval_every):
+def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, compiled,
+                  channels_last, resume, time_budget, no_hyperprior, cache, eval_every):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes."""
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
-    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision}
+    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision,
+               "compile": compiled, "channels_last": channels_last}
     changes = {k: v for k, v in changes.items() if v}
     if resume:
         fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train,
-                 "--precision": precision, "--no-hyperprior": no_hyperprior, "--data": cache}
+                 "--precision": precision, "--compile": compiled, "--channels-last": channels_last,
+                 "--no-hyperprior": no_hyperprior, "--data": cache}
         given = [name for name, value in fixed.items() if value]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "

@@ -25,6 +25,17 @@ def test_train_leaves_a_checkpoint_config_log_and_figure(trained):
     assert json.loads((trained / "config.json").read_text())["lr"] == 2e-3  # --lr overrides the config's
 
 
+def test_train_channels_last_is_recorded_and_its_run_decomposes(tmp_path):
+    import json
+    run_dir = tmp_path / "cl"
+    result = invoke("train", "polygons", "--quick", "--epochs", 1, "--n-train", 64, "--channels-last",
+                    "--device", "cpu", "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "config.json").read_text())["channels_last"] is True
+    assert invoke("decompose", run_dir, "--n", 2, "--out", tmp_path / "d.png").exit_code == 0
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+
 def test_sample_and_decompose_write_their_figures(trained, tmp_path):
     assert invoke("sample", trained, "--n", 4, "--out", tmp_path / "s.png").exit_code == 0
     assert (tmp_path / "s.png").stat().st_size > 0
