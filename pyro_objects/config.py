@@ -34,7 +34,7 @@ class Config:
     lr: float = 5e-4
     batch_size: int = 100
     epochs: int = 500
-    sharpness: tuple = (1.0, 1e-4)   # inverse Gumbel-softmax temperature a·2^(r·i) at step i; App. B has a = 0.3,
+    sharpness: tuple = (1.0, 1e-4)   # inverse Gumbel-softmax temperature a·2^(r·i) after i steps of 100 images; App. B a = 0.3,
                                      # which kept θ too soft to localise in our runs (docs/TUNING.md): ours is a = 1
     min_temperature: float = 0.01    # floor on the temperature (ours)
     sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale, before and after the switch

@@ -82,8 +82,10 @@ def step_seed(seed, step, rank=0):
 
 
 def temperature(cfg, step):  # App. B: sharpness 0.3·2^(1e-4·i); the temperature is its inverse
+    """i counts App. B's steps of 100 images, so that a larger batch anneals at the same rate per image."""
     a, rate = cfg.sharpness
-    return max(1.0 / (a * 2.0 ** (rate * step)), cfg.min_temperature)
+    i = step * cfg.batch_size / 100
+    return max(1.0 / (a * 2.0 ** (rate * i)), cfg.min_temperature)
 
 
 def sigma(cfg, epoch):  # App. B: σ drops from 0.01/√3 to 0.01/√5 part-way through

@@ -64,10 +64,11 @@ def test_corrupt_and_missing_checkpoints_are_named(tmp_path):
 
 
 def test_schedules_and_durations(tiny_cfg):
-    cfg = tiny_cfg.replace(sharpness=(0.3, 1e-4))  # App. B's 0.3·2^(1e-4·i)
+    cfg = tiny_cfg.replace(sharpness=(0.3, 1e-4), batch_size=100)  # App. B's 0.3·2^(1e-4·i)
     assert temperature(cfg, 0) == pytest.approx(1 / 0.3)
     assert temperature(cfg, 10_000) == pytest.approx(1 / 0.6)
     assert temperature(cfg, 10 ** 7) == cfg.min_temperature
+    assert temperature(cfg.replace(batch_size=1000), 1_000) == pytest.approx(1 / 0.6)  # the same images seen
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
