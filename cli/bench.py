@@ -16,10 +16,12 @@ from .commands import pick_device
 @click.option("--variants", "--precision", default="fp32", show_default=True,
               help="Comma-separated; each a precision (fp32, bf16), flags (compile, channels_last) and a placement "
                    "(fft, direct) joined by '+', e.g. fp32,bf16,compile,bf16+compile,direct. --precision is its old name.")
+@click.option("--data-n", type=click.IntRange(min=1), help="Images a data-generation call (default: the batch size); "
+              "docs/DATASETS.md's figures are of 4096.")
 @click.option("--quick", "is_quick", is_flag=True, help="The tiny networks of --quick runs.")
 @click.option("--device")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the rows as JSON.")
-def bench_command(dataset, batch_sizes, repeats, variants, is_quick, device, json_path):
+def bench_command(dataset, batch_sizes, repeats, variants, data_n, is_quick, device, json_path):
     """Images/s of training (Pyro SVI and plain PyTorch), decomposition, sampling, data generation."""
     try:
         sizes = [int(b) for b in batch_sizes.split(",")]
@@ -27,7 +29,7 @@ def bench_command(dataset, batch_sizes, repeats, variants, is_quick, device, jso
         raise InputError(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}") from None
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     rows = bench(cfg, pick_device(device), sizes, repeats=repeats, warmup=max(2, repeats // 4),
-                 variants=variants.split(","))
+                 variants=variants.split(","), data_n=data_n)
     click.echo(table(rows))
     if json_path:
         write_json(rows, json_path)

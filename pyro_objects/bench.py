@@ -82,9 +82,10 @@ def variant(name):
     return changes
 
 
-def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=("fp32",)):
+def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=("fp32",), data_n=None):
     """One row of measurements per batch size and variant (see `variant`): images/s of a training
-    step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation, peak memory."""
+    step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation (data_n images
+    a call; default the batch size), peak memory."""
     pyro.enable_validation(False)
     temperature, sigma = 1.0, cfg.sigma[0]
     configs = {name: cfg.replace(**variant(name)) for name in variants}  # a bad name fails before any timing
@@ -114,11 +115,12 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
         with torch.no_grad():
             t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
             t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
-        t_data = _time(lambda: datasets.load(cfg.dataset, "eval", B, device=device), device, max(3, repeats // 4), 1)
+        n = data_n or B
+        t_data = _time(lambda: datasets.load(cfg.dataset, "eval", n, device=device), device, max(3, repeats // 4), 1)
         rows.append({
             "dataset": cfg.dataset, "device": _device_name(device), "batch": B, "variant": name,
             "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
-            "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": B / t_data,
+            "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": n / t_data, "data_n": n,
             "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
         })
     return rows
@@ -131,7 +133,7 @@ def _device_name(device):
 def table(rows):
     """The rows as a Markdown table."""
     cols = ["batch", "variant", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
-            "data_img_s", "peak_gib"]
+            "data_img_s", "data_n", "peak_gib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]

@@ -36,12 +36,14 @@ def test_plain_pytorch_loss_equals_the_pyro_elbo_draw_for_draw(tiny_cfg):
 def test_bench_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", "polygons", "--quick", "--batch-sizes", "4", "--repeats", "2",
-                                       "--variants", "fp32,channels_last", "--device", "cpu", "--json", str(out)])
+                                       "--variants", "fp32,channels_last", "--data-n", "6", "--device", "cpu",
+                                       "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert "train_img_s" in result.output and "pyro_overhead" in result.output
     rows = json.loads(out.read_text())
     assert [r["variant"] for r in rows] == ["fp32", "channels_last"]
     assert rows[0]["batch"] == 4 and rows[0]["train_img_s"] > 0 and rows[0]["pyro_overhead"] > 0
+    assert rows[0]["data_n"] == 6 and rows[0]["data_img_s"] > 0
 
 
 def test_variants_name_a_precision_and_flags():
