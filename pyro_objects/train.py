@@ -143,7 +143,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
     torch.manual_seed(seed)
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
-    new_lr, lr = lr, cfg.lr
+    lr = cfg.lr if state is None else (lr or state["lr"])  # a fresh cfg already holds a given lr
     if data is None:
         data = datasets.load(cfg.dataset, "train", cfg.n_train, seed, device=device, cfg=cfg)
     if data.image_size != cfg.image_size:
@@ -159,9 +159,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         seconds_before = state.get("seconds", 0.0)
         model.load_state_dict(state["model"])
         guide.load_state_dict(state["guide"])
-        epoch, batch, step, lr, optim_state = state["epoch"], state["batch"], state["step"], state["lr"], state["optim"]
+        epoch, batch, step, optim_state = state["epoch"], state["batch"], state["step"], state["optim"]
         current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
-        lr = new_lr or lr
     optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
     if optim_state is not None:
         optim.set_state(optim_state)
