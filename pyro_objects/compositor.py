@@ -12,6 +12,7 @@ farther from the camera.
 """
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 
 
 def place_direct(canvas, theta):  # Eq. 7-8: x_j = θ_j * canvas_j
@@ -33,7 +34,7 @@ def place_direct(canvas, theta):  # Eq. 7-8: x_j = θ_j * canvas_j
 def place_fft(canvas, theta):  # Eq. 7-8, through the FFT: same answer, cheaper for large M
     """canvas: [B, J, C, M, M], theta: [B, J, N, N] -> [B, J, C, N, N]"""
     M, N = canvas.shape[-1], theta.shape[-1]
-    L = N + M - 1  # length of the full linear convolution: no wrap-around
+    L = next_fast_len(N + M - 1, real=True)  # room for the full linear convolution, rounded up to a length of factors 2, 3, 5
     spectrum = torch.fft.rfft2(canvas, s=(L, L)) * torch.fft.rfft2(theta, s=(L, L)).unsqueeze(2)
     full = torch.fft.irfft2(spectrum, s=(L, L))
     return full[..., M // 2:M // 2 + N, M // 2:M // 2 + N]
@@ -66,7 +67,7 @@ def crop_direct(x, theta, M):  # Sec. 4, attentive encoding: cross-correlate x w
 def crop_fft(x, theta, M):  # Sec. 4, attentive encoding through the FFT
     """x: [B, C, N, N], theta: [B, J, N, N] -> [B, J, C, M, M]"""
     N = x.shape[-1]
-    L = N + M  # room for shifts of up to M//2 either way without wrap-around
+    L = next_fast_len(N + M, real=True)  # room for shifts of up to M//2 either way without wrap-around
     spectrum = torch.fft.rfft2(x, s=(L, L)).unsqueeze(1) * torch.fft.rfft2(theta, s=(L, L)).conj().unsqueeze(2)
     corr = torch.fft.irfft2(spectrum, s=(L, L))  # corr[s] = Σ_p θ[p] x[p + s], s taken mod L
     shifts = torch.arange(M, device=x.device) - M // 2

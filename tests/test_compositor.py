@@ -30,13 +30,14 @@ def test_placement_cuts_off_what_falls_outside():
     assert placed.sum() == 9  # the 3×3 quarter of the canvas inside the image
 
 
-def test_fft_and_direct_placement_agree():
-    canvas = torch.rand(2, 3, 4, 9, 9)
+@pytest.mark.parametrize("M", [9, 14])  # the FFT's length N + M - 1 = 24 as it is, 29 rounded up to 30
+def test_fft_and_direct_placement_agree(M):
+    canvas = torch.rand(2, 3, 4, M, M)
     theta = torch.softmax(torch.randn(2, 3, 16 * 16), -1).reshape(2, 3, 16, 16)
     assert torch.allclose(place(canvas, theta, "fft"), place(canvas, theta, "direct"), atol=1e-5)
 
 
-@pytest.mark.parametrize("M", [7, 8])
+@pytest.mark.parametrize("M", [7, 8, 13])  # 13: the FFT's length N + M = 29 rounded up to 30
 def test_crop_is_the_window_around_a_one_hot_theta_and_the_adjoint_of_placement(M):
     N = 16
     x = torch.rand(2, 3, N, N)
