@@ -40,7 +40,7 @@ class Config:
     sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale, before and after the switch
     sigma_switch: float = 0.5        # fraction of the epochs after which σ switches (ours)
     beta_y: float = 0.01
-    beta_z: float = 2000.0           # ours: with σ ≈ 0.006 the likelihood dwarfs a β = 1 KL (docs/TUNING.md)
+    beta_z: float = 2000.0           # ours: with σ ≈ 0.006 the likelihood dwarfs a β = 1 KL (docs/TUNING.md); 10,000 on the 2D datasets
     beta_d: float = 1.0
     beta_bg: float = 500.0           # ours
     theta_penalty: float = 1e4       # weight, per image, of the aggregated-posterior L1 on θ (ours)
@@ -63,6 +63,7 @@ class Config:
 
 POLYGONS = Config(
     dataset="polygons", image_size=64, canvas_size=24, slots=2,  # M = 24: a pair of polygons overflows it
+    beta_z=10_000.0,  # ours: a simpler code stops the back slot copying the front's colours (docs/TUNING.md)
     obj_decoder="d576e-v64x3x3-cT64e-b-cT32e-b-cT32e-b-c4",
     bg_decoder="d1024e-v64x4x4-cT64e-cT32e-cT32e-cT16e-c3",
     zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c2",
