@@ -61,13 +61,16 @@ def join_process_group(device):
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--no-hyperprior", is_flag=True,
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
+@click.option("--scene-prior", "scene_prior_epochs", type=click.IntRange(min=1), metavar="EPOCHS",
+              help="With --resume: end the run with EPOCHS epochs of stage 2 alone, fitting the scene prior to a "
+                   "run stopped in stage 1 (Table 2); --n-train may set the images an epoch.")
 @click.option("--data", "cache", type=click.Path(file_okay=False),
               help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
 @click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
                    "against the minutes trained: time to quality.")
 def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, compiled,
-                  channels_last, resume, time_budget, no_hyperprior, cache, eval_every):
+                  channels_last, resume, time_budget, no_hyperprior, scene_prior_epochs, cache, eval_every):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
@@ -76,14 +79,16 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision,
                "compile": compiled, "channels_last": channels_last}
     changes = {k: v for k, v in changes.items() if v}
+    if scene_prior_epochs and not resume:
+        raise InputError("--scene-prior goes on from a trained run: give it with --resume")
     if resume:
-        fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train,
+        fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": None if scene_prior_epochs else n_train,
                  "--precision": precision, "--compile": compiled, "--channels-last": channels_last,
                  "--no-hyperprior": no_hyperprior, "--data": cache}
         given = [name for name, value in fixed.items() if value]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
-                             "config (--lr, --time-budget, --eval-every and --device can change)")
+                             "config (--lr, --time-budget, --eval-every, --device, and --scene-prior with --n-train can change)")
     if cache:
         changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
@@ -96,7 +101,7 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     if distributed:
         device = join_process_group(device)
     state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every,
-                  lr=lr)
+                  lr=lr, scene_prior_epochs=scene_prior_epochs, n_train=n_train)
     if distributed:
         torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "

@@ -101,6 +101,15 @@ def has_scene_prior(state):
     return state.get("stage", 1) == 2
 
 
+def scene_prior_from_here(cfg, state, epochs, n_train=None):  # Sec. 4, Table 2
+    """The config of a run stopped in stage 1 that goes on with `epochs` epochs of stage 2 alone,
+    after the epoch it stopped in; n_train: images an epoch from then on (default: the run's)."""
+    if has_scene_prior(state):
+        raise InputError("this run is already in stage 2: continue it with --resume alone")
+    first = max(state["epoch"] + (1 if state["batch"] else 0), 1)  # a started epoch ends in stage 1
+    return cfg.replace(epochs=first + epochs, hyperprior_epochs=epochs, n_train=n_train or cfg.n_train)
+
+
 def parse_duration(text):
     """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
@@ -110,7 +119,8 @@ def parse_duration(text):
 
 
 def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
-          log_every=25, figures=True, progress=True, eval_every=None, eval_data=None, lr=None):
+          log_every=25, figures=True, progress=True, eval_every=None, eval_data=None, lr=None,
+          scene_prior_epochs=None, n_train=None):
     """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
 
     time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
@@ -119,6 +129,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     eval_every: every this many steps, score the decomposition of eval_data (default: 500
     held-out images) into RUN/quality.csv against the minutes trained so far: time to quality.
     lr: a learning rate other than cfg.lr; with resume, other than the run's own (Adam's moments are kept).
+    scene_prior_epochs: with resume, end the run with this many epochs of stage 2 alone, of n_train
+    images each (default: the run's own number): the scene prior of a run stopped in stage 1.
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
@@ -128,6 +140,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     if resume:
         state = load_checkpoint(run_dir, device)
         cfg, seed = config_from_dict(state["config"]), state["seed"]
+        if scene_prior_epochs:
+            cfg = scene_prior_from_here(cfg, state, scene_prior_epochs, n_train)
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     else:

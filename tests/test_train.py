@@ -55,6 +55,28 @@ def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_ra
     assert "non-finite loss at step 5" in capsys.readouterr().err
 
 
+def test_a_run_stopped_in_stage_1_gets_its_scene_prior_and_keeps_its_decomposition(tiny_cfg, tmp_path, train_tiny):
+    import json
+
+    from pyro_objects.train import has_scene_prior
+    cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0)  # 4 steps an epoch, no stage 2 of its own
+    before = train_tiny(cfg, tmp_path / "r", max_steps=8)  # stops at the start of epoch 2
+    assert not has_scene_prior(before)
+    after = train_tiny(cfg, tmp_path / "r", resume=True, scene_prior_epochs=2)
+    assert has_scene_prior(after) and (after["epoch"], after["step"]) == (4, 16)  # epochs 2 and 3, stage 2
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (saved["epochs"], saved["hyperprior_epochs"]) == (4, 2)
+    prior, fitted = ("zeta.", "xi.", "encode_y."), set()
+    for part in ("model", "guide"):
+        for name, tensor in before[part].items():
+            changed = not torch.equal(tensor, after[part][name])
+            assert changed == (name.startswith(prior) and tensor.is_floating_point()), f"{part}.{name}"
+            fitted |= {name.split(".")[0]} if changed else set()
+    assert fitted == {"zeta", "xi", "encode_y"}  # ζ, ξ and Q(y) were fitted; nothing else moved
+    with pytest.raises(InputError, match="already in stage 2"):
+        train_tiny(cfg, tmp_path / "r", resume=True, scene_prior_epochs=1)
+
+
 def test_corrupt_and_missing_checkpoints_are_named(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_checkpoint(tmp_path / "nothing")
