@@ -14,8 +14,9 @@ from .commands import pick_device
 @click.option("--batch-sizes", default="100", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--repeats", type=int, default=20, show_default=True, help="Timed repeats per figure (median).")
 @click.option("--variants", "--precision", default="fp32", show_default=True,
-              help="Comma-separated; each a precision (fp32, bf16), flags (compile, channels_last) and a placement "
-                   "(fft, direct) joined by '+', e.g. fp32,bf16,compile,bf16+compile,direct. --precision is its old name.")
+              help="Comma-separated; each a precision (fp32, bf16), flags (compile, channels_last, graphs) and a "
+                   "placement (fft, direct) joined by '+', e.g. fp32,fp32+graphs,bf16+compile,direct. "
+                   "--precision is its old name.")
 @click.option("--data-n", type=click.IntRange(min=1), help="Images a data-generation call (default: the batch size); "
               "docs/DATASETS.md's figures are of 4096.")
 @click.option("--quick", "is_quick", is_flag=True, help="The tiny networks of --quick runs.")

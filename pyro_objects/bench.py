@@ -20,7 +20,7 @@ from .errors import InputError
 from .guide import Guide
 from .model import Model
 from .runs import atomic_write
-from .train import Adam, stage_svi
+from .train import Adam, stage_1_step, stage_svi
 
 
 def plain_loss(model, guide, x, temperature, sigma, elbo):
@@ -36,7 +36,7 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     z, d = q_z.rsample(), q_d.rsample()
     placed = place(model.draw_objects(z), theta.reshape(B, J, N, N), cfg.placement)
     x_mean = compose(placed, d, model.draw_background(z_bg[:, 0]), cfg.depth_softness)
-    standard = dist.Normal(0.0, 1.0)
+    standard = dist.Normal(x.new_zeros(()), x.new_ones(()))
     prior_d = dist.TransformedDistribution(standard, q_d.transforms)
     loss = -dist.Normal(x_mean, sigma).log_prob(x).sum()
     loss = loss + beta.get("z_bg", 1.0) * (q_bg.log_prob(z_bg) - standard.log_prob(z_bg).sum(-1)).sum()
@@ -65,10 +65,10 @@ def _time(fn, device, repeats, warmup):
 
 
 def variant(name):
-    """The config changes of a variant: a precision (fp32, bf16), flags (compile, channels_last)
-    and a placement (fft, direct) joined by '+', e.g. 'bf16+compile'. Flags it does not name
-    are off; fp32 unless bf16, FFT placement unless direct."""
-    changes = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft"}
+    """The config changes of a variant: a precision (fp32, bf16), flags (compile, channels_last,
+    graphs: CUDA graphs) and a placement (fft, direct) joined by '+', e.g. 'bf16+compile'. Flags it
+    does not name are off; fp32 unless bf16, FFT placement unless direct."""
+    changes = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft", "cuda_graphs": False}
     for part in name.split("+"):
         if part in ("fp32", "bf16"):
             changes["precision"] = part
@@ -76,9 +76,11 @@ def variant(name):
             changes["placement"] = part
         elif part in ("compile", "channels_last"):
             changes[part] = True
+        elif part == "graphs":
+            changes["cuda_graphs"] = True
         else:
             raise InputError(f"unknown part {part!r} of variant {name!r}: "
-                             "use fp32 or bf16, compile, channels_last, fft or direct")
+                             "use fp32 or bf16, compile, channels_last, graphs, fft or direct")
     return changes
 
 
@@ -103,7 +105,8 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
         if device != "cpu":
             torch.cuda.reset_peak_memory_stats()
         _, svi, elbo = stage_svi(1, cfg, model, guide, cfg.lr)  # as training steps
-        t_svi = _time(lambda: svi.step(x, temperature=temperature, sigma=sigma), device, repeats, warm)
+        step = stage_1_step(svi, elbo, cfg, device)
+        t_svi = _time(lambda: step(x, temperature, sigma), device, repeats, warm)
         adam = Adam([model, guide], cfg.lr).adam  # the same torch optimiser, driven directly
 
         def plain_step():

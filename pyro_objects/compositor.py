@@ -96,6 +96,16 @@ def in_front(d, tau):  # Eq. 9: softened depth order, after the soft rasterizer 
     return p * (1 - torch.eye(d.shape[1], dtype=d.dtype, device=d.device))
 
 
+def product(x, dim):
+    """x.prod(dim), as a chain of products: torch.prod's backward checks for zeros on the host,
+    a synchronisation that stalls every step and cannot be captured in a CUDA graph."""
+    slices = x.unbind(dim)
+    out = slices[0]
+    for s in slices[1:]:
+        out = out * s
+    return out
+
+
 def blend_weights(alpha, d, tau):  # Eq. 10-11: alpha-blend far to near
     """How much of each object, and of the background, each pixel shows.
 
@@ -105,9 +115,9 @@ def blend_weights(alpha, d, tau):  # Eq. 10-11: alpha-blend far to near
     alpha: [B, J, N, N], d: [B, J] -> (w: [B, J, N, N], w_bg: [B, N, N])
     """
     front = in_front(d, tau)  # [B, J, K]
-    transmittance = (1 - front[..., None, None] * alpha[:, None]).prod(2)  # [B, J, N, N]
+    transmittance = product(1 - front[..., None, None] * alpha[:, None], 2)  # [B, J, N, N]
     w = alpha * transmittance
-    w_bg = (1 - alpha).prod(1)
+    w_bg = product(1 - alpha, 1)
     return w, w_bg
 
 

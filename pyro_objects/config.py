@@ -50,6 +50,7 @@ class Config:
     precision: str = "fp32"          # 'bf16': networks under bf16 autocast; compositor and likelihood stay fp32
     compile: bool = False            # nn.Module.compile the convolutional networks; state_dict keys stay the same
     channels_last: bool = False      # convolutional networks and their image inputs in channels_last memory layout
+    cuda_graphs: bool = True         # on one GPU, replay each stage-1 step as a CUDA graph: same steps, about twice as fast
     hyperprior_epochs: int = 10      # stage 2: epochs at the end that fit ζ, ξ and Q(y)
 
     # data

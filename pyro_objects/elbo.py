@@ -61,7 +61,15 @@ class ObjectsELBO(Trace_ELBO):
         terms = self.terms(model_trace, guide_trace)
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         loss = sum(terms.values())
-        return torch_item(loss), loss
+        return loss.detach(), loss
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        """Trace_ELBO's, without its host synchronisations (a NaN check and a float copy of the loss):
+        the guide is fully reparameterised, so the surrogate loss is the loss. A CUDA graph can record it."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            loss = loss + self._differentiable_loss_particle(model_trace, guide_trace)[1] / self.num_particles
+        return loss
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Trace_ELBO's, except that it backpropagates even when the traces hold no Pyro params:

@@ -93,8 +93,8 @@ class Model(nn.Module):
         with pyro.plate("images", B, dim=-2):
             y = None
             if hyperprior:
-                y = pyro.sample("y", dist.Normal(self.grid.new_zeros(cfg.y_dim), 1.).to_event(1))[:, 0]
-            z_bg = pyro.sample("z_bg", dist.Normal(self.grid.new_zeros(cfg.z_bg_dim), 1.).to_event(1))
+                y = pyro.sample("y", self.standard_normal(cfg.y_dim))[:, 0]
+            z_bg = pyro.sample("z_bg", self.standard_normal(cfg.z_bg_dim))
             x_bg = self.draw_background(z_bg[:, 0])
             with pyro.plate("objects", J, dim=-1):
                 # Over N² pixels the float32 softmax of peaked logits can miss Simplex()'s 1e-6 tolerance: skip the check.
@@ -116,13 +116,17 @@ class Model(nn.Module):
         register("model", self)
         cfg = self.cfg
         with pyro.plate("images", n, dim=-2):
-            y = pyro.sample("y", dist.Normal(self.grid.new_zeros(cfg.y_dim), 1.).to_event(1))[:, 0]
+            y = pyro.sample("y", self.standard_normal(cfg.y_dim))[:, 0]
             with pyro.plate("objects", cfg.slots, dim=-1):
                 theta = pyro.sample("theta", dist.OneHotCategorical(logits=self.zeta_logits(y, n)), obs=theta)
                 loc, scale = self.xi_params(y, theta)
                 z = pyro.sample("z", dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1), obs=z)
                 d = pyro.sample("d", logit_normal(loc[..., -1], scale[..., -1]), obs=d)
         return {"y": y, "theta": theta, "z": z, "d": d}
+
+    def standard_normal(self, dim):  # p(y), p(z_bg): N(0, I), built on the model's device (no host copy)
+        zeros = self.grid.new_zeros(dim)
+        return dist.Normal(zeros, zeros + 1).to_event(1)
 
     def draw_objects(self, z):  # F_obj: each object once, centred on its own canvas
         """z: [B, J, Dz] -> canvas [B, J, 4, M, M], RGB and alpha in (0, 1)"""

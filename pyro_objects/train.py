@@ -11,6 +11,9 @@ them and fits the hyperprior ζ, ξ and Q(y | z, θ, d) by SVI on the guide's
 posterior modes: the model is `Model.scene_prior` observing the modes' θ, z, d,
 the guide `Guide.scene_posterior`. With hyperprior_epochs = 0 there is no stage 2
 (the ablation of Table 2).
+
+On one GPU a stage-1 step is recorded once as a CUDA graph and replayed (cuda_graph.py):
+the same step, without Python between its kernels.
 """
 import csv
 import dataclasses
@@ -28,6 +31,7 @@ from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from . import data as datasets
+from .cuda_graph import GraphedStep
 from .elbo import from_config, scene_prior_elbo
 from .errors import InputError
 from .guide import Guide
@@ -120,7 +124,7 @@ def parse_duration(text):
 
 def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
           log_every=25, figures=True, progress=True, eval_every=None, eval_data=None, lr=None,
-          scene_prior_epochs=None, n_train=None):
+          scene_prior_epochs=None, n_train=None, cuda_graphs=None):
     """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
 
     time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
@@ -131,6 +135,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     lr: a learning rate other than cfg.lr; with resume, other than the run's own (Adam's moments are kept).
     scene_prior_epochs: with resume, end the run with this many epochs of stage 2 alone, of n_train
     images each (default: the run's own number): the scene prior of a run stopped in stage 1.
+    cuda_graphs: True or False in place of cfg.cuda_graphs (the run's own, with resume); the steps are the same.
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
@@ -146,6 +151,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     else:
         cfg = cfg.replace(lr=lr or cfg.lr)
+    if cuda_graphs is not None:
+        cfg = cfg.replace(cuda_graphs=cuda_graphs)
     if cfg.batch_size % world:
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over {world} processes")
     local = cfg.batch_size // world
@@ -178,6 +185,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
     if optim_state is not None:
         optim.set_state(optim_state)
+    step_1 = stage_1_step(svi, elbo, cfg, device)
 
     scoring_time = 0.0  # spent on eval_every's scoring, not counted as training
 
@@ -208,6 +216,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
                 current = stage(cfg, epoch)
                 optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
+                step_1 = stage_1_step(svi, elbo, cfg, device)
             model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
             guide.train(current == 1)
             tick = time.monotonic()
@@ -215,13 +224,14 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             x = data.batch(order[start:start + local], device)
             torch.manual_seed(step_seed(seed, step, me))
             if current == 1:
-                loss = svi.step(x, temperature=temperature(cfg, step), sigma=sigma(cfg, epoch))
+                loss = step_1(x, temperature(cfg, step), sigma(cfg, epoch))
             else:  # fit the hyperprior to this batch's posterior modes
                 modes = guide.modes(x)
                 loss = svi.step(len(x), modes["theta"], modes["z"], modes["d"])
             if _any_rank(not math.isfinite(loss), world):
                 lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
                 optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
+                step_1 = stage_1_step(svi, elbo, cfg, device)
                 pyro.clear_param_store()
                 continue
             step, batch = step + 1, batch + 1
@@ -260,6 +270,14 @@ def stage_svi(number, cfg, model, guide, lr):
         return optim, SVI(model, guide, optim, loss=elbo), elbo
     optim, elbo = Adam([model.zeta, model.xi, guide.encode_y], lr), scene_prior_elbo(cfg)
     return optim, SVI(model.scene_prior, guide.scene_posterior, optim, loss=elbo), elbo
+
+
+def stage_1_step(svi, elbo, cfg, device):
+    """A function (x, temperature, sigma) -> loss that takes one stage-1 step: svi.step, replayed
+    as a CUDA graph where it can be (cfg.cuda_graphs, a CUDA device, one process)."""
+    if cfg.cuda_graphs and str(device).startswith("cuda") and world_size() == 1:
+        return GraphedStep(svi.model, svi.guide, elbo, svi.optim)
+    return lambda x, temperature, sigma: svi.step(x, temperature=temperature, sigma=sigma)
 
 
 def _any_rank(flag, world):

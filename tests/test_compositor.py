@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyro_objects.compositor import blend_weights, compose, crop, modal_segmentation, place
+from pyro_objects.compositor import blend_weights, compose, crop, modal_segmentation, place, product
 
 
 def one_hot_map(B, J, N, where):
@@ -75,6 +75,20 @@ def test_nearer_object_occludes_the_farther_and_swapping_depths_swaps_it(tau):
         assert torch.allclose(image[0, :, 3, 3], torch.tensor([1.0, 0, 0]), atol=1e-3)
         assert torch.allclose(image[0, :, 10, 10], torch.tensor([0, 0, 1.0]), atol=1e-3)
         assert torch.allclose(image[0, :, 0, 11], torch.full((3,), 0.5))
+
+
+def test_product_is_torch_prod_with_its_gradient_even_at_zeros():
+    x = torch.rand(3, 4, 5)
+    x[0, 1, 2] = 0.0
+    x[1, 2, 3] = x[1, 3, 3] = 0.0  # two zeros in one product: its gradient is zero everywhere
+    for dim in (1, 2):
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ours, torchs = product(a, dim), b.prod(dim)
+        assert torch.allclose(ours, torchs)
+        g = torch.rand_like(ours)
+        (ours * g).sum().backward()
+        (torchs * g).sum().backward()
+        assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
 def test_hard_order_is_back_to_front_alpha_compositing():

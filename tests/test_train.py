@@ -32,6 +32,12 @@ def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg,
     assert resumed["optim"]["state"][0]["step"] == 3  # Adam's moments went on, not afresh
 
 
+def test_cuda_graphs_are_a_choice_a_resumed_run_may_change(tiny_cfg, tmp_path, train_tiny):
+    assert train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)["config"]["cuda_graphs"] is True  # the default
+    state = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=2, cuda_graphs=False)
+    assert state["config"]["cuda_graphs"] is False and state["step"] == 2
+
+
 def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
     train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
