@@ -108,7 +108,7 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
                   cuda_graphs=False if no_cuda_graphs else None)
     if distributed:
         torch.distributed.destroy_process_group()
-    click.echo(f"{run_dir}: epoch {state['epoch']}/{cfg.epochs}, step {state['step']}; "
+    click.echo(f"{run_dir}: epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}; "
                f"figures in {run_dir / 'figures'}")
 
 

@@ -49,6 +49,7 @@ class GraphedStep:
         adam = self.adam
         for group in adam.param_groups:
             group["capturable"] = True  # Adam's step count stays on the GPU, where a replay can advance it
+        adam.zero_grad(set_to_none=True)  # a previous graph's gradients (say, before a fall-back) must not add up
         self.x = x.clone()
         self.temperature = x.new_tensor(float(temperature))
         self.sigma = x.new_tensor(float(sigma))

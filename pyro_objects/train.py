@@ -70,6 +70,7 @@ class Adam(pyro.optim.PyroOptim):
         self.adam.load_state_dict(state)
         for group in self.adam.param_groups:
             group["lr"] = self.lr
+            group["capturable"] = False  # a CUDA-graphed run's state goes on anywhere; GraphedStep sets it again
 
 
 def world_size():

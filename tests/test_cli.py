@@ -55,6 +55,9 @@ def test_resume_refuses_options_that_would_change_the_runs_config(trained):
     result = invoke("train", "polygons", "--quick", "--out", trained, "--scene-prior", 1, "--device", "cpu")
     one_line_error(result, "--scene-prior", "--resume")
     assert (trained / "checkpoint.pt").read_bytes() == before
+    result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--device", "cpu")
+    assert result.exit_code == 0 and "epoch 1/1, step" in result.output  # the run's own epochs, not --quick's 5
+    assert (trained / "checkpoint.pt").read_bytes() == before  # a finished run has nothing to add
 
 
 def one_line_error(result, *words):

@@ -38,6 +38,21 @@ def test_cuda_graphs_are_a_choice_a_resumed_run_may_change(tiny_cfg, tmp_path, t
     assert state["config"]["cuda_graphs"] is False and state["step"] == 2
 
 
+def test_the_optimiser_state_of_a_cuda_graphed_run_goes_on_on_a_cpu(tiny_cfg):
+    from pyro_objects.train import Adam
+    model = Model(tiny_cfg)
+    first = Adam([model], 1e-3)
+    sum(p.sum() for p in model.parameters()).backward()
+    first(None)
+    state = first.get_state()
+    state["param_groups"][0]["capturable"] = True  # as GraphedStep leaves it on a GPU
+    then = Adam([model], 1e-3)
+    then.set_state(state)
+    sum(p.sum() for p in model.parameters()).backward()
+    then(None)  # a capturable Adam would refuse CPU parameters
+    assert then.get_state()["state"][0]["step"] == 2
+
+
 def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
     train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
