@@ -183,10 +183,13 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         guide.load_state_dict(state["guide"])
         epoch, batch, step, optim_state = state["epoch"], state["batch"], state["step"], state["optim"]
         current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
-    optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
+    def begin_stage(number, lr):  # the stage's optimiser, SVI, objective and stage-1 step, afresh
+        optim, svi, elbo = stage_svi(number, cfg, model, guide, lr)
+        return optim, svi, elbo, stage_1_step(svi, elbo, cfg, device)
+
+    optim, svi, elbo, step_1 = begin_stage(current, lr)
     if optim_state is not None:
         optim.set_state(optim_state)
-    step_1 = stage_1_step(svi, elbo, cfg, device)
 
     scoring_time = 0.0  # spent on eval_every's scoring, not counted as training
 
@@ -216,8 +219,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 break
             if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
                 current = stage(cfg, epoch)
-                optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
-                step_1 = stage_1_step(svi, elbo, cfg, device)
+                optim, svi, elbo, step_1 = begin_stage(current, lr)
             model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
             guide.train(current == 1)
             tick = time.monotonic()
@@ -231,8 +233,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 loss = svi.step(len(x), modes["theta"], modes["z"], modes["d"])
             if _any_rank(not math.isfinite(loss), world):
                 lr = _fall_back(run_dir, step, lr, model, guide, device, bar)
-                optim, svi, elbo = stage_svi(current, cfg, model, guide, lr)
-                step_1 = stage_1_step(svi, elbo, cfg, device)
+                optim, svi, elbo, step_1 = begin_stage(current, lr)
                 pyro.clear_param_store()
                 continue
             step, batch = step + 1, batch + 1
