@@ -61,6 +61,19 @@ class Config:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def with_settings(self, settings):
+        """A copy with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"]."""
+        from .errors import InputError
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        changes = {}
+        for setting in settings:
+            name, sep, text = setting.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in fields:
+                raise InputError(f"cannot set {setting!r}: give NAME=VALUE with NAME one of {', '.join(fields)}")
+            changes[name] = _parse(text.strip(), getattr(self, name), name)
+        return self.replace(**changes)
+
 
 POLYGONS = Config(
     dataset="polygons", image_size=64, canvas_size=24, slots=2,  # M = 24: a pair of polygons overflows it
@@ -113,6 +126,24 @@ def quick(cfg):
         position_unet=(8, 16, 16), zeta=_upsampler(cfg.image_size, 4, cfg.slots), xi="d32e", y_encoder="d32e",
         batch_size=32, epochs=5, n_train=2048, n_eval=128, hyperprior_epochs=1, lr=1e-3,
     )
+
+
+def _parse(text, like, name):
+    """text as a value of the type of `like`: bool, int, float, str, or a tuple of numbers."""
+    from .errors import InputError
+    try:
+        if isinstance(like, tuple):
+            return tuple(_parse(part.strip(), like[0], name) for part in text.split(","))
+        if isinstance(like, bool):
+            return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+        if isinstance(like, int):
+            value = float(text)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        return type(like)(text)
+    except (ValueError, KeyError):
+        raise InputError(f"cannot set {name} to {text!r}: it takes a value like {like!r}") from None
 
 
 def _upsampler(size, width, out_channels):

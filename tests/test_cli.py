@@ -25,14 +25,16 @@ def test_train_leaves_a_checkpoint_config_log_and_figure(trained):
     assert json.loads((trained / "config.json").read_text())["lr"] == 2e-3  # --lr overrides the config's
 
 
-def test_train_channels_last_is_recorded_and_its_run_decomposes(tmp_path):
+def test_train_channels_last_and_set_fields_are_recorded_and_the_run_decomposes(tmp_path):
     import json
     run_dir = tmp_path / "cl"
     result = invoke("train", "polygons", "--quick", "--epochs", 1, "--n-train", 64, "--channels-last",
-                    "--no-cuda-graphs", "--device", "cpu", "--out", run_dir)
+                    "--no-cuda-graphs", "--set", "alpha_penalty=1e6", "--set", "sigma=0.02,0.01",
+                    "--device", "cpu", "--out", run_dir)
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
     assert config["channels_last"] is True and config["cuda_graphs"] is False
+    assert config["alpha_penalty"] == 1e6 and config["sigma"] == [0.02, 0.01]
     assert invoke("decompose", run_dir, "--n", 2, "--out", tmp_path / "d.png").exit_code == 0
     assert (tmp_path / "d.png").stat().st_size > 0
 
@@ -52,6 +54,8 @@ def test_resume_refuses_options_that_would_change_the_runs_config(trained):
     result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--epochs", 9, "--device", "cpu")
     one_line_error(result, "--epochs", "--resume", "--lr")
     assert (trained / "checkpoint.pt").read_bytes() == before
+    result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--set", "beta_z=1", "--device", "cpu")
+    one_line_error(result, "--set", "--resume")
     result = invoke("train", "polygons", "--quick", "--out", trained, "--scene-prior", 1, "--device", "cpu")
     one_line_error(result, "--scene-prior", "--resume")
     assert (trained / "checkpoint.pt").read_bytes() == before
@@ -69,6 +73,12 @@ def one_line_error(result, *words):
 
 def test_unknown_dataset(tmp_path):
     one_line_error(invoke("train", "mnist", "--out", tmp_path / "r"), "unknown dataset 'mnist'")
+
+
+def test_setting_an_unknown_field_or_a_wrong_value(tmp_path):
+    one_line_error(invoke("train", "polygons", "--set", "beta_q=1", "--out", tmp_path / "r"), "beta_q", "NAME=VALUE")
+    one_line_error(invoke("train", "polygons", "--set", "slots=two", "--out", tmp_path / "r"), "slots", "'two'")
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_run_directory(tmp_path):
