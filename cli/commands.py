@@ -9,7 +9,7 @@ import torch
 
 from pyro_objects import data as datasets
 from pyro_objects import interventions
-from pyro_objects.config import config_for, quick
+from pyro_objects.config import LOSS_WEIGHTS, config_for, quick
 from pyro_objects.decompose import decompose
 from pyro_objects.errors import InputError
 from pyro_objects.interpolate import FACTORS, interpolate
@@ -62,7 +62,8 @@ def join_process_group(device):
                    "(the default on one GPU: the same steps, about twice as fast at batch 100).")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Set any config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
-                   "--set alpha_penalty=1e6; repeat for several.")
+                   "--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
+                   "(beta_y, beta_z, beta_d, beta_bg, theta_penalty, alpha_penalty).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--no-hyperprior", is_flag=True,
@@ -90,16 +91,26 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
     if resume:
         fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": None if scene_prior_epochs else n_train,
                  "--precision": precision, "--compile": compiled, "--channels-last": channels_last,
-                 "--no-hyperprior": no_hyperprior, "--data": cache, "--set": settings}
+                 "--no-hyperprior": no_hyperprior, "--data": cache}
         given = [name for name, value in fixed.items() if value]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
-                             "config (--lr, --time-budget, --eval-every, --device, and --scene-prior with --n-train can change)")
+                             "config (--lr, --time-budget, --eval-every, --device, --set of loss weights, and "
+                             "--scene-prior with --n-train can change)")
     if cache:
         changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
         changes["hyperprior_epochs"] = 0
-    cfg = cfg.replace(**changes).with_settings(settings)
+    weights = None
+    if resume and settings:
+        names = {setting.partition("=")[0].strip().replace("-", "_") for setting in settings}
+        if names - set(LOSS_WEIGHTS):
+            raise InputError(f"--set {', '.join(sorted(names - set(LOSS_WEIGHTS)))} cannot change a run that goes on "
+                             f"with --resume: only the loss weights can ({', '.join(LOSS_WEIGHTS)})")
+        weights = {name: getattr(cfg.with_settings(settings), name) for name in names}
+    else:
+        cfg = cfg.with_settings(settings)
+    cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None
     device = pick_device(device)
@@ -108,7 +119,7 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
         device = join_process_group(device)
     state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every,
                   lr=lr, scene_prior_epochs=scene_prior_epochs, n_train=n_train,
-                  cuda_graphs=False if no_cuda_graphs else None)
+                  cuda_graphs=False if no_cuda_graphs else None, weights=weights)
     if distributed:
         torch.distributed.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}; "

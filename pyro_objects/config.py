@@ -75,6 +75,9 @@ class Config:
         return self.replace(**changes)
 
 
+LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty")  # may change on resume
+
+
 POLYGONS = Config(
     dataset="polygons", image_size=64, canvas_size=24, slots=2,  # M = 24: a pair of polygons overflows it
     beta_z=10_000.0,  # ours: a simpler code stops the back slot copying the front's colours (docs/TUNING.md)

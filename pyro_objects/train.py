@@ -31,6 +31,7 @@ from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from . import data as datasets
+from .config import LOSS_WEIGHTS
 from .cuda_graph import GraphedStep
 from .elbo import from_config, scene_prior_elbo
 from .errors import InputError
@@ -125,7 +126,7 @@ def parse_duration(text):
 
 def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None, data=None,
           log_every=25, figures=True, progress=True, eval_every=None, eval_data=None, lr=None,
-          scene_prior_epochs=None, n_train=None, cuda_graphs=None):
+          scene_prior_epochs=None, n_train=None, cuda_graphs=None, weights=None):
     """Train (or, with resume, continue training) a run. Returns the run's final checkpoint state.
 
     time_budget: seconds; training stops cleanly, with a checkpoint, before it runs out.
@@ -137,6 +138,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     scene_prior_epochs: with resume, end the run with this many epochs of stage 2 alone, of n_train
     images each (default: the run's own number): the scene prior of a run stopped in stage 1.
     cuda_graphs: True or False in place of cfg.cuda_graphs (the run's own, with resume); the steps are the same.
+    weights: with resume, loss weights ({name: value}, names from config.LOSS_WEIGHTS) to go on with.
     """
     start_time = time.monotonic()
     run_dir = Path(run_dir)
@@ -152,6 +154,10 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     else:
         cfg = cfg.replace(lr=lr or cfg.lr)
+    if weights:
+        if not resume or set(weights) - set(LOSS_WEIGHTS):
+            raise InputError(f"only a resumed run takes new loss weights, and only {', '.join(LOSS_WEIGHTS)}")
+        cfg = cfg.replace(**weights)
     if cuda_graphs is not None:
         cfg = cfg.replace(cuda_graphs=cuda_graphs)
     if cfg.batch_size % world:

@@ -54,8 +54,8 @@ def test_resume_refuses_options_that_would_change_the_runs_config(trained):
     result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--epochs", 9, "--device", "cpu")
     one_line_error(result, "--epochs", "--resume", "--lr")
     assert (trained / "checkpoint.pt").read_bytes() == before
-    result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--set", "beta_z=1", "--device", "cpu")
-    one_line_error(result, "--set", "--resume")
+    result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--set", "slots=3", "--device", "cpu")
+    one_line_error(result, "--set slots", "--resume", "alpha_penalty")
     result = invoke("train", "polygons", "--quick", "--out", trained, "--scene-prior", 1, "--device", "cpu")
     one_line_error(result, "--scene-prior", "--resume")
     assert (trained / "checkpoint.pt").read_bytes() == before

@@ -32,6 +32,18 @@ def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg,
     assert resumed["optim"]["state"][0]["step"] == 3  # Adam's moments went on, not afresh
 
 
+def test_a_resumed_run_goes_on_with_new_loss_weights_when_given_them(tiny_cfg, tmp_path, train_tiny):
+    for name in ("same", "sharper"):
+        train_tiny(tiny_cfg, tmp_path / name, max_steps=2)
+    same = train_tiny(tiny_cfg, tmp_path / "same", resume=True, max_steps=3)
+    sharper = train_tiny(tiny_cfg, tmp_path / "sharper", resume=True, max_steps=3, weights={"alpha_penalty": 1e6})
+    assert sharper["config"]["alpha_penalty"] == 1e6 and same["config"]["alpha_penalty"] == 0.0
+    last_loss = [float((tmp_path / name / "log.csv").read_text().splitlines()[-1].split(",")[3]) for name in ("same", "sharper")]
+    assert last_loss[1] > last_loss[0]  # the third step's loss carries the α·log α term
+    with pytest.raises(InputError, match="loss weights"):
+        train_tiny(tiny_cfg, tmp_path / "same", resume=True, weights={"slots": 3})
+
+
 def test_cuda_graphs_are_a_choice_a_resumed_run_may_change(tiny_cfg, tmp_path, train_tiny):
     assert train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)["config"]["cuda_graphs"] is True  # the default
     state = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=2, cuda_graphs=False)
