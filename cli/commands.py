@@ -9,7 +9,7 @@ import torch
 
 from pyro_objects import data as datasets
 from pyro_objects import interventions
-from pyro_objects.config import LOSS_WEIGHTS, config_for, quick
+from pyro_objects.config import config_for, parse_settings, quick
 from pyro_objects.decompose import decompose
 from pyro_objects.errors import InputError
 from pyro_objects.interpolate import FACTORS, interpolate
@@ -101,14 +101,8 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
         changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
         changes["hyperprior_epochs"] = 0
-    weights = None
-    if resume and settings:
-        names = {setting.partition("=")[0].strip().replace("-", "_") for setting in settings}
-        if names - set(LOSS_WEIGHTS):
-            raise InputError(f"--set {', '.join(sorted(names - set(LOSS_WEIGHTS)))} cannot change a run that goes on "
-                             f"with --resume: only the loss weights can ({', '.join(LOSS_WEIGHTS)})")
-        weights = {name: getattr(cfg.with_settings(settings), name) for name in names}
-    else:
+    weights = parse_settings(cfg, settings) if resume else None  # train() takes only loss weights there
+    if not resume:
         cfg = cfg.with_settings(settings)
     cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")

@@ -63,16 +63,7 @@ class Config:
 
     def with_settings(self, settings):
         """A copy with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"]."""
-        from .errors import InputError
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        changes = {}
-        for setting in settings:
-            name, sep, text = setting.partition("=")
-            name = name.strip().replace("-", "_")
-            if not sep or name not in fields:
-                raise InputError(f"cannot set {setting!r}: give NAME=VALUE with NAME one of {', '.join(fields)}")
-            changes[name] = _parse(text.strip(), getattr(self, name), name)
-        return self.replace(**changes)
+        return self.replace(**parse_settings(self, settings))
 
 
 LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty")  # may change on resume
@@ -129,6 +120,20 @@ def quick(cfg):
         position_unet=(8, 16, 16), zeta=_upsampler(cfg.image_size, 4, cfg.slots), xi="d32e", y_encoder="d32e",
         batch_size=32, epochs=5, n_train=2048, n_eval=128, hyperprior_epochs=1, lr=1e-3,
     )
+
+
+def parse_settings(cfg, settings):
+    """["NAME=VALUE", ...] -> {NAME: VALUE}, each value of the type of cfg's field."""
+    from .errors import InputError
+    names = [f.name for f in dataclasses.fields(cfg)]
+    changes = {}
+    for setting in settings:
+        name, sep, text = setting.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in names:
+            raise InputError(f"cannot set {setting!r}: give NAME=VALUE with NAME one of {', '.join(names)}")
+        changes[name] = _parse(text.strip(), getattr(cfg, name), name)
+    return changes
 
 
 def _parse(text, like, name):

@@ -155,8 +155,10 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     else:
         cfg = cfg.replace(lr=lr or cfg.lr)
     if weights:
-        if not resume or set(weights) - set(LOSS_WEIGHTS):
-            raise InputError(f"only a resumed run takes new loss weights, and only {', '.join(LOSS_WEIGHTS)}")
+        others = sorted(set(weights) - set(LOSS_WEIGHTS))
+        if not resume or others:
+            raise InputError(f"cannot change {', '.join(others) or 'loss weights'} here: only a resumed run takes new "
+                             f"values, and only of its loss weights ({', '.join(LOSS_WEIGHTS)})")
         cfg = cfg.replace(**weights)
     if cuda_graphs is not None:
         cfg = cfg.replace(cuda_graphs=cuda_graphs)

@@ -55,7 +55,7 @@ def test_resume_refuses_options_that_would_change_the_runs_config(trained):
     one_line_error(result, "--epochs", "--resume", "--lr")
     assert (trained / "checkpoint.pt").read_bytes() == before
     result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--set", "slots=3", "--device", "cpu")
-    one_line_error(result, "--set slots", "--resume", "alpha_penalty")
+    one_line_error(result, "cannot change slots", "resumed", "alpha_penalty")
     result = invoke("train", "polygons", "--quick", "--out", trained, "--scene-prior", 1, "--device", "cpu")
     one_line_error(result, "--scene-prior", "--resume")
     assert (trained / "checkpoint.pt").read_bytes() == before
