@@ -101,9 +101,10 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, ru
         changes["cache"] = str(Path(cache).resolve())
     if no_hyperprior:
         changes["hyperprior_epochs"] = 0
-    weights = parse_settings(cfg, settings) if resume else None  # train() takes only loss weights there
-    if not resume:
-        cfg = cfg.with_settings(settings)
+    if resume:
+        weights = parse_settings(cfg, settings)  # train() takes only loss weights here
+    else:
+        weights, cfg = None, cfg.with_settings(settings)
     cfg = cfg.replace(**changes)
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     budget = parse_duration(time_budget) if time_budget else None

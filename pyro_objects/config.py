@@ -8,6 +8,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class Config:
@@ -102,7 +104,6 @@ CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEV
 
 def config_for(name):
     """The config of a dataset name; 'folder:PATH' gets the polygons networks with J = 3."""
-    from .errors import InputError
     if name.startswith("folder:"):
         return POLYGONS.replace(dataset=name, slots=3, zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c3")
     if name not in CONFIGS:
@@ -124,7 +125,6 @@ def quick(cfg):
 
 def parse_settings(cfg, settings):
     """["NAME=VALUE", ...] -> {NAME: VALUE}, each value of the type of cfg's field."""
-    from .errors import InputError
     names = [f.name for f in dataclasses.fields(cfg)]
     changes = {}
     for setting in settings:
@@ -138,7 +138,6 @@ def parse_settings(cfg, settings):
 
 def _parse(text, like, name):
     """text as a value of the type of `like`: bool, int, float, str, or a tuple of numbers."""
-    from .errors import InputError
     try:
         if isinstance(like, tuple):
             return tuple(_parse(part.strip(), like[0], name) for part in text.split(","))
