@@ -4,6 +4,7 @@ A straight loop: each step is one `SVI.step` on a batch. The checkpoint holds
 everything the next step depends on (networks, Adam's state, the stage, the
 position in the epoch's fixed shuffle; each step's seed comes from its number),
 so a run stopped by its time budget and resumed ends where an uninterrupted run would.
+The learning rate steps down by `cfg.lr_decay` at the start of each epoch in `cfg.lr_decay_epochs`.
 
 Two stages (Sec. 4, App. B). Stage 1 trains the decoders and the guide with the
 fixed priors (no y). Stage 2, the last `cfg.hyperprior_epochs` epochs, freezes
@@ -135,6 +136,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     eval_every: every this many steps, score the decomposition of eval_data (default: 500
     held-out images) into RUN/quality.csv against the minutes trained so far: time to quality.
     lr: a learning rate other than cfg.lr; with resume, other than the run's own (Adam's moments are kept).
+    Either way, each later epoch of cfg.lr_decay_epochs multiplies it by cfg.lr_decay; stage 2 starts at cfg.lr.
     scene_prior_epochs: with resume, end the run with this many epochs of stage 2 alone, of n_train
     images each (default: the run's own number): the scene prior of a run stopped in stage 1.
     cuda_graphs: True or False in place of cfg.cuda_graphs (the run's own, with resume); the steps are the same.
@@ -191,13 +193,13 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         guide.load_state_dict(state["guide"])
         epoch, batch, step, optim_state = state["epoch"], state["batch"], state["step"], state["optim"]
         current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
-    def begin_stage(number, lr):  # the stage's optimiser, SVI, objective and stage-1 step, afresh
-        optim, svi, elbo = stage_svi(number, cfg, model, guide, lr)
+    def begin_stage(number, lr, optim_state=None):  # the stage's optimiser (Adam's moments from optim_state), SVI,
+        optim, svi, elbo = stage_svi(number, cfg, model, guide, lr)  # objective and stage-1 step
+        if optim_state is not None:
+            optim.set_state(optim_state)
         return optim, svi, elbo, stage_1_step(svi, elbo, cfg, device)
 
-    optim, svi, elbo, step_1 = begin_stage(current, lr)
-    if optim_state is not None:
-        optim.set_state(optim_state)
+    optim, svi, elbo, step_1 = begin_stage(current, lr, optim_state)
 
     scoring_time = 0.0  # spent on eval_every's scoring, not counted as training
 
@@ -225,8 +227,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             if _any_rank(out_of_time, world) or (max_steps is not None and step >= max_steps):
                 stopped = True
                 break
-            if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
-                current = stage(cfg, epoch)
+            if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only, at the base rate
+                current, lr = stage(cfg, epoch), cfg.lr
                 optim, svi, elbo, step_1 = begin_stage(current, lr)
             model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
             guide.train(current == 1)
@@ -258,6 +260,9 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
                 scoring_time += time.monotonic() - tick
         if not stopped:
             epoch, batch = epoch + 1, 0
+            if stage(cfg, epoch) == 1 and epoch in cfg.lr_decay_epochs:  # the schedule: a step down, Adam's moments kept
+                lr *= cfg.lr_decay
+                optim, svi, elbo, step_1 = begin_stage(current, lr, optim.get_state())
             checkpoint()
             if figures and lead:
                 _figures(run_dir, model, guide, data, device, epoch, log, current == 2)

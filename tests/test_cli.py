@@ -29,12 +29,12 @@ def test_train_channels_last_and_set_fields_are_recorded_and_the_run_decomposes(
     import json
     run_dir = tmp_path / "cl"
     result = invoke("train", "polygons", "--quick", "--epochs", 1, "--n-train", 64, "--channels-last",
-                    "--no-cuda-graphs", "--set", "alpha_penalty=1e6", "--set", "sigma=0.02,0.01",
+                    "--no-cuda-graphs", "--set", "alpha_penalty=1e6", "--set", "sigma=0.02,0.01", "--set", "lr_decay_epochs=1,3",
                     "--device", "cpu", "--out", run_dir)
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
     assert config["channels_last"] is True and config["cuda_graphs"] is False
-    assert config["alpha_penalty"] == 1e6 and config["sigma"] == [0.02, 0.01]
+    assert config["alpha_penalty"] == 1e6 and config["sigma"] == [0.02, 0.01] and config["lr_decay_epochs"] == [1, 3]
     assert invoke("decompose", run_dir, "--n", 2, "--out", tmp_path / "d.png").exit_code == 0
     assert (tmp_path / "d.png").stat().st_size > 0
 
@@ -79,6 +79,12 @@ def test_setting_an_unknown_field_or_a_wrong_value(tmp_path):
     one_line_error(invoke("train", "polygons", "--set", "beta_q=1", "--out", tmp_path / "r"), "beta_q", "NAME=VALUE")
     one_line_error(invoke("train", "polygons", "--set", "slots=two", "--out", tmp_path / "r"), "slots", "'two'")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_learning_rate_schedule_is_set_or_taken_away_as_a_list_of_epochs():
+    from pyro_objects.config import CLEVR5, POLYGONS, parse_settings
+    assert parse_settings(CLEVR5, ["lr_decay_epochs=30, 60"]) == {"lr_decay_epochs": (30, 60)}  # from an empty default
+    assert parse_settings(POLYGONS, ["lr_decay_epochs="]) == {"lr_decay_epochs": ()}  # no steps down
 
 
 def test_missing_run_directory(tmp_path):

@@ -32,6 +32,20 @@ def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg,
     assert resumed["optim"]["state"][0]["step"] == 3  # Adam's moments went on, not afresh
 
 
+def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_starts_afresh(tiny_cfg, tmp_path, train_tiny):
+    cfg = tiny_cfg.replace(epochs=4, hyperprior_epochs=1, lr_decay_epochs=(1, 2), lr_decay=0.1)  # 4 steps an epoch
+    whole = train_tiny(cfg, tmp_path / "whole")
+    split = train_tiny(cfg, tmp_path / "split", max_steps=10)  # stops in epoch 2, after both steps down
+    assert split["lr"] == pytest.approx(cfg.lr * 0.01)
+    assert all(group["lr"] == pytest.approx(cfg.lr * 0.01) for group in split["optim"]["param_groups"])
+    assert split["optim"]["state"][0]["step"] == 10  # Adam's moments went on through both steps down
+    resumed = train_tiny(cfg, tmp_path / "split", resume=True)
+    assert resumed["stage"] == whole["stage"] == 2 and resumed["lr"] == whole["lr"] == cfg.lr  # new networks, base rate
+    for part in ("model", "guide"):
+        for name, tensor in whole[part].items():
+            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name} differs after resuming"
+
+
 def test_a_resumed_run_goes_on_with_new_loss_weights_when_given_them(tiny_cfg, tmp_path, train_tiny):
     for name in ("same", "sharper"):
         train_tiny(tiny_cfg, tmp_path / name, max_steps=2)
