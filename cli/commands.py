@@ -48,7 +48,7 @@ def join_process_group(device):
 @click.option("--n-train", type=int, help="Training images (default: the config's).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               help="Adam's learning rate (default: the config's, 5e-4 as in App. B); with --resume, "
-                   "the rate to go on with.")
+                   "the rate to go on with. Either way the config's lr_decay_epochs still step it down.")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -43,3 +43,16 @@ def test_a_graphed_run_resumes_where_an_uninterrupted_one_ends(tiny_cfg, tmp_pat
     assert parts["step"] == whole["step"] == 6
     for name, w in whole["model"].items():
         assert torch.allclose(parts["model"][name], w, atol=1e-5, rtol=1e-4), name
+
+
+def test_a_graphed_run_steps_its_learning_rate_down_as_an_eager_run_does(tiny_cfg, tmp_path):
+    from pyro_objects.train import train
+    d = polygons.generate(32, seed=0, image_size=tiny_cfg.image_size)
+    data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0, lr_decay_epochs=(1, 2), lr_decay=0.1)  # 4 steps an epoch
+    kwargs = dict(device="cuda", data=data, figures=False, progress=False)
+    eager = train(cfg.replace(cuda_graphs=False), tmp_path / "eager", **kwargs)
+    graphed = train(cfg, tmp_path / "graphed", **kwargs)  # a graph recorded at the first rate must not replay it later
+    assert graphed["lr"] == eager["lr"] == pytest.approx(cfg.lr * 0.01)
+    for name, w in eager["model"].items():
+        assert torch.allclose(graphed["model"][name], w, atol=1e-5, rtol=1e-4), name
