@@ -2,7 +2,7 @@
 
     RUN/config.json      the resolved config
     RUN/checkpoint.pt    networks, optimiser, counters and RNG state; written atomically
-    RUN/log.csv          the loss terms every few steps
+    RUN/log.csv          the loss terms, temperature, σ and learning rate every few steps
     RUN/figures/         decompositions and samples
     RUN/tb/              TensorBoard events
 """

@@ -250,7 +250,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             step_time = 0.9 * step_time + 0.1 * (time.monotonic() - tick) if step_time else time.monotonic() - tick
             if lead and (step % log_every == 0 or batch == steps_per_epoch):
                 terms = {k: float(v) for k, v in elbo.last_terms.items()}
-                log.write(step, epoch, current, loss, terms, temperature(cfg, step), sigma(cfg, epoch),
+                log.write(step, epoch, current, loss, terms, temperature(cfg, step), sigma(cfg, epoch), lr,
                           cfg.batch_size / step_time)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / step_time:.0f}")
             bar.update(1)
@@ -371,9 +371,9 @@ class _Log:
         except ImportError:
             self.tb = None
 
-    def write(self, step, epoch, stage, loss, terms, temperature, sigma, images_per_s):
+    def write(self, step, epoch, stage, loss, terms, temperature, sigma, lr, images_per_s):
         row = {"step": step, "epoch": epoch, "stage": stage, "loss": loss, **terms, "temperature": temperature,
-               "sigma": sigma, "images_per_s": images_per_s}
+               "sigma": sigma, "lr": lr, "images_per_s": images_per_s}
         if self.writer is None:
             if self.file.tell() > 0:  # resumed: keep the columns already there
                 with open(self.path, newline="") as f:

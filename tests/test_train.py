@@ -1,3 +1,5 @@
+import csv
+
 import pyro
 import pytest
 import torch
@@ -40,6 +42,9 @@ def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_s
     assert all(group["lr"] == pytest.approx(cfg.lr * 0.01) for group in split["optim"]["param_groups"])
     assert split["optim"]["state"][0]["step"] == 10  # Adam's moments went on through both steps down
     resumed = train_tiny(cfg, tmp_path / "split", resume=True)
+    with open(tmp_path / "split" / "log.csv", newline="") as f:
+        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([cfg.lr] * 4 + [cfg.lr * 0.1] * 4 + [cfg.lr * 0.01] * 4 + [cfg.lr] * 4)  # by step
     assert resumed["stage"] == whole["stage"] == 2 and resumed["lr"] == whole["lr"] == cfg.lr  # new networks, base rate
     for part in ("model", "guide"):
         for name, tensor in whole[part].items():
