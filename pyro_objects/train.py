@@ -136,7 +136,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     eval_every: every this many steps, score the decomposition of eval_data (default: 500
     held-out images) into RUN/quality.csv against the minutes trained so far: time to quality.
     lr: a learning rate other than cfg.lr; with resume, other than the run's own (Adam's moments are kept).
-    Either way, each later epoch of cfg.lr_decay_epochs multiplies it by cfg.lr_decay; stage 2 starts at cfg.lr.
+    Either way, each later epoch of cfg.lr_decay_epochs multiplies it by cfg.lr_decay; stage 2 starts at
+    this lr, or at cfg.lr when none is given.
     scene_prior_epochs: with resume, end the run with this many epochs of stage 2 alone, of n_train
     images each (default: the run's own number): the scene prior of a run stopped in stage 1.
     cuda_graphs: True or False in place of cfg.cuda_graphs (the run's own, with resume); the steps are the same.
@@ -175,6 +176,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
     pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
     torch.manual_seed(seed)
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+    stage_2_lr = lr or cfg.lr  # stage 2 fits new networks: it starts at the given rate or the base one
     lr = cfg.lr if state is None else (lr or state["lr"])  # a fresh cfg already holds a given lr
     if data is None:
         data = datasets.load(cfg.dataset, "train", cfg.n_train, seed, device=device, cfg=cfg)
@@ -227,8 +229,8 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
             if _any_rank(out_of_time, world) or (max_steps is not None and step >= max_steps):
                 stopped = True
                 break
-            if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only, at the base rate
-                current, lr = stage(cfg, epoch), cfg.lr
+            if stage(cfg, epoch) != current:  # stage 2 begins: a fresh optimiser over ζ, ξ and Q(y) only
+                current, lr = stage(cfg, epoch), stage_2_lr
                 optim, svi, elbo, step_1 = begin_stage(current, lr)
             model.train(current == 1)  # stage 2: the frozen networks' batch-norm statistics stay frozen too
             guide.train(current == 1)

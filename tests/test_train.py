@@ -114,8 +114,9 @@ def test_a_run_stopped_in_stage_1_gets_its_scene_prior_and_keeps_its_decompositi
     cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0)  # 4 steps an epoch, no stage 2 of its own
     before = train_tiny(cfg, tmp_path / "r", max_steps=8)  # stops at the start of epoch 2
     assert not has_scene_prior(before)
-    after = train_tiny(cfg, tmp_path / "r", resume=True, scene_prior_epochs=2)
+    after = train_tiny(cfg, tmp_path / "r", resume=True, scene_prior_epochs=2, lr=2e-4)
     assert has_scene_prior(after) and (after["epoch"], after["step"]) == (4, 16)  # epochs 2 and 3, stage 2
+    assert after["lr"] == 2e-4  # stage 2 at the rate given to the call that runs it
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (saved["epochs"], saved["hyperprior_epochs"]) == (4, 2)
     prior, fitted = ("zeta.", "xi.", "encode_y."), set()
