@@ -195,8 +195,10 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
         guide.load_state_dict(state["guide"])
         epoch, batch, step, optim_state = state["epoch"], state["batch"], state["step"], state["optim"]
         current = state.get("stage", 1)  # the stage whose optimiser state the checkpoint holds
-    def begin_stage(number, lr, optim_state=None):  # the stage's optimiser (Adam's moments from optim_state), SVI,
-        optim, svi, elbo = stage_svi(number, cfg, model, guide, lr)  # objective and stage-1 step
+
+    def begin_stage(number, lr, optim_state=None):
+        """The stage's optimiser (with Adam's moments from optim_state), SVI, objective and stage-1 step."""
+        optim, svi, elbo = stage_svi(number, cfg, model, guide, lr)
         if optim_state is not None:
             optim.set_state(optim_state)
         return optim, svi, elbo, stage_1_step(svi, elbo, cfg, device)
