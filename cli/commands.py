@@ -9,7 +9,7 @@ import torch
 
 from pyro_objects import data as datasets
 from pyro_objects import interventions
-from pyro_objects.config import config_for, parse_settings, quick
+from pyro_objects.config import LOSS_WEIGHTS, config_for, parse_settings, quick
 from pyro_objects.decompose import decompose
 from pyro_objects.errors import InputError
 from pyro_objects.interpolate import FACTORS, interpolate
@@ -62,8 +62,8 @@ def join_process_group(device):
                    "(the default on one GPU: the same steps, about twice as fast at batch 100).")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Set any config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
-                   "--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
-                   "(beta_y, beta_z, beta_d, beta_bg, theta_penalty, alpha_penalty).")
+                   f"--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
+                   f"({', '.join(LOSS_WEIGHTS)}).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--no-hyperprior", is_flag=True,
