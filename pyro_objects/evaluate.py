@@ -6,7 +6,8 @@
     RUN/results-dpa.png   DPA against the overlap threshold (Fig. 6)
 
 Decomposition metrics (Sec. 5.2) need ground truth; a dataset without it gets MSE
-and FID only. Generation metrics (Sec. 5.1) compare scenes sampled at the config's
+and FID only, and every dataset the size of each slot's draws, which shows without labels
+a run stuck with one slot drawing several objects (slot_check). Generation metrics (Sec. 5.1) compare scenes sampled at the config's
 minimum temperature with held-out images, and objects drawn alone with single
 ground-truth objects where the dataset's generator can render them.
 """
@@ -152,23 +153,43 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
 
 # -- decomposition (Sec. 5.2) and reconstruction (Table 4) -------------------------
 
-def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
-    """mIOU, aIOU, DPA, FG-ARI and MSE where there is ground truth, MSE alone where not.
+SPECK = 1 / 8  # a slot draws specks where its large draws are under this share of the largest slot's (ours)
 
-    -> (metrics.summarise()'s dict, or {"MSE", "support"}; skipped {metric: reason})
+
+def slot_sizes(alpha, threshold=metrics.THRESHOLD):
+    """Pixels each slot covers in each image: alpha [B, J, N, N] -> [B, J]."""
+    return (alpha > threshold).flatten(2).sum(-1)
+
+
+def slot_check(sizes):  # ours, label-free: docs/RESULTS.md, "How often a run does not decompose"
+    """{"pixels_q90": each slot's 90th percentile of pixels covered over the images, "specks": the slots
+    whose percentile is under SPECK of the largest}. A speck slot is the sign of a run stuck with one
+    slot drawing several objects; the 90th percentile leaves alone a spare slot that images with few
+    objects leave empty."""
+    q90 = torch.quantile(sizes.float(), 0.9, dim=0).tolist()
+    return {"pixels_q90": [round(q, 1) for q in q90], "specks": [j for j, q in enumerate(q90) if q < SPECK * max(q90)]}
+
+
+def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
+    """mIOU, aIOU, DPA, FG-ARI and MSE where there is ground truth, MSE alone where not; both with
+    "slots", slot_check() of the predictions.
+
+    -> (metrics.summarise()'s dict, or {"MSE", "support"}, and "slots"; skipped {metric: reason})
     """
-    parts, mse = [], []
+    parts, mse, sizes = [], [], []
     for i, pred in enumerate(decompose_batches(model, guide, data.images, batch_size, device)):
         s = slice(i * batch_size, (i + 1) * batch_size)
         mse.append(metrics.mse(pred["recon"], data.images[s].cpu()))  # predictions come back on the CPU
+        sizes.append(slot_sizes(pred["alpha"]))
         if data.has_truth:
             parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred["depth"]))
-    mse = torch.cat(mse)
+    mse, slots = torch.cat(mse), slot_check(torch.cat(sizes))
     if not data.has_truth:
         reason = f"the {data.name!r} dataset has no ground-truth object masks"
-        return {"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}}, dict.fromkeys(DECOMPOSITION, reason)
+        return ({"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}, "slots": slots},
+                dict.fromkeys(DECOMPOSITION, reason))
     scores = dict(metrics.concat(parts), mse=mse)
-    return metrics.summarise(scores), {}
+    return {**metrics.summarise(scores), "slots": slots}, {}
 
 
 def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device="cpu", fid=True, fid_n=None,
@@ -188,9 +209,9 @@ def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device=
             skipped.update(gen_skipped)
     else:
         skipped.update(dict.fromkeys(["FID", "KIDx100"], "--no-fid was given"))
-    numbers = {k: v for k, v in scores.items() if k not in ("support", "dpa_curve")}
+    numbers = {k: v for k, v in scores.items() if k not in ("support", "dpa_curve", "slots")}
     return {"dataset": data.name, "split": split, "images": len(data), "metrics": numbers,
-            "support": scores.get("support", {}), "dpa_curve": scores.get("dpa_curve"),
+            "support": scores.get("support", {}), "dpa_curve": scores.get("dpa_curve"), "slots": scores["slots"],
             "skipped": skipped, "paper": PAPER.get(data.name, {}), "scene_prior": hyperprior}
 
 
@@ -249,6 +270,7 @@ def markdown(results):
              _table("Decomposition (Table 3, Sec. 5.2; FG-ARI as the peers report it)",
                     [("mIOU", "mIOU"), ("aIOU", "aIOU"), ("DPA", "DPA"), ("FG-ARI", "FG-ARI")], results, styles),
              _table("Reconstruction (Table 4)", [("MSE", "MSE")], results, styles),
+             *([slots_markdown(results["slots"])] if results.get("slots") else []),
              _table("Generation (Table 1, Sec. 5.1)",
                     [("FID scenes", "FID"), ("KID×100 scenes", "KIDx100"),
                      ("FID objects", "FID objects"), ("KID×100 objects", "KIDx100 objects")], results, styles)]
@@ -256,6 +278,18 @@ def markdown(results):
         parts.append("Skipped:\n\n" + "".join(f"- {k}: {v}\n" for k, v in results["skipped"].items()))
     parts.append("Paper: Anciukevičius et al. (2020), Tables 1, 3 and 4; — where it gives no number.\n")
     return "\n".join(parts)
+
+
+def slots_markdown(slots):
+    """The label-free slot check as a line, and a warning where a slot draws specks."""
+    q90 = slots["pixels_q90"]
+    text = "Slots: pixels covered, 90th percentile over the images: " + \
+        ", ".join(f"slot {j} {q:.0f}" for j, q in enumerate(q90)) + "\n"
+    for j in slots["specks"]:
+        text += (f"\nWarning: slot {j} draws only specks ({q90[j]:.0f} px against {max(q90):.0f}): one slot is likely "
+                 "drawing several objects. If a later checkpoint still shows this, train again with another --seed "
+                 "(docs/RESULTS.md, How often a run does not decompose).\n")
+    return text
 
 
 def dpa_figure(curve, path, title=""):  # Fig. 6: DPA against the minimum overlap of a pair

@@ -341,6 +341,7 @@ def _score_quality(run_dir, model, guide, eval_data, device, step, epoch, second
     for k in QUALITY:
         if row[k] != "":
             log.scalar(f"quality/{k}", row[k], step)
+    log.scalar("quality/speck_slots", len(scores["slots"]["specks"]), step)  # label-free: slots drawing specks
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     quality_figure(rows, PAPER.get(eval_data.name, {}), Path(run_dir) / "figures" / "quality.png")

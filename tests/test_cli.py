@@ -175,6 +175,7 @@ def test_evaluate_writes_results_beside_the_papers(trained, tmp_path):
         assert k in r["metrics"], k
     assert r["paper"]["mIOU"] == 0.83 and r["images"] == 6
     assert "| paper | 0.83 | 0.90 | 0.87 |" in out.with_suffix(".md").read_text()
+    assert len(r["slots"]["pixels_q90"]) == 2 and "Slots: pixels covered" in result.output
     assert out.with_name("results-dpa.png").is_file() or r["dpa_curve"] is None
 
 
