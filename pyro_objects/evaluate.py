@@ -6,10 +6,11 @@
     RUN/results-dpa.png   DPA against the overlap threshold (Fig. 6)
 
 Decomposition metrics (Sec. 5.2) need ground truth; a dataset without it gets MSE
-and FID only, and every dataset the size of each slot's draws, which shows without labels
-a run stuck with one slot drawing several objects (slot_check). Generation metrics (Sec. 5.1) compare scenes sampled at the config's
-minimum temperature with held-out images, and objects drawn alone with single
-ground-truth objects where the dataset's generator can render them.
+and FID only. Every dataset gets the size of each slot's draws, which shows without
+labels a run stuck with one slot drawing several objects (slot_check). Generation
+metrics (Sec. 5.1) compare scenes sampled at the config's minimum temperature with
+held-out images, and objects drawn alone with single ground-truth objects where the
+dataset's generator can render them.
 """
 import json
 import math
