@@ -62,7 +62,7 @@ def join_process_group(device):
                    "(the default on one GPU: the same steps, about twice as fast at batch 100).")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Set any config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
-                   f"--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
+                   "--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
                    f"({', '.join(LOSS_WEIGHTS)}).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")

@@ -116,7 +116,7 @@ def generate(model, cfg, n, batch_size=100, device="cpu", background=None, hyper
             bg = out["x_bg"][:, None] if background == "background" else \
                 torch.tensor(background, device=rgb.device)[:, None, None]
             alone = (alpha * rgb + (1 - alpha) * bg).flatten(0, 1)
-            drawn = (alpha.flatten(0, 1) > 0.5).flatten(1).sum(1) >= MIN_OBJECT_PIXELS  # empty slots are no objects
+            drawn = slot_sizes(alpha[:, :, 0], 0.5).flatten() >= MIN_OBJECT_PIXELS  # empty slots are no objects
             objects.append(fidlib.to_uint8(alone[drawn]).cpu())
     return torch.cat(scenes), (torch.cat(objects) if objects else None)
 
