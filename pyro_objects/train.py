@@ -95,7 +95,9 @@ def temperature(cfg, step):  # App. B: sharpness 0.3·2^(1e-4·i); the temperatu
     return max(1.0 / (a * 2.0 ** (rate * i)), cfg.min_temperature)
 
 
-def sigma(cfg, epoch):  # App. B: σ drops from 0.01/√3 to 0.01/√5 part-way through
+def sigma(cfg, epoch):  # App. B: σ drops from 0.01/√3 to 0.01/√5 part-way through; ours: wider in the first epochs
+    if epoch < cfg.sigma_warmup_epochs:
+        return cfg.sigma_warmup
     return cfg.sigma[0] if epoch < cfg.sigma_switch * cfg.epochs else cfg.sigma[1]
 
 

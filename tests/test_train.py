@@ -8,7 +8,8 @@ from pyro_objects.errors import InputError
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import parse_duration, stage_svi, temperature
+from pyro_objects.config import CLEVR3, POLYGONS
+from pyro_objects.train import parse_duration, sigma, stage_svi, temperature
 
 
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny):
@@ -144,6 +145,9 @@ def test_schedules_and_durations(tiny_cfg):
     assert temperature(cfg, 10_000) == pytest.approx(1 / 0.6)
     assert temperature(cfg, 10 ** 7) == cfg.min_temperature
     assert temperature(cfg.replace(batch_size=1000), 1_000) == pytest.approx(1 / 0.6)  # the same images seen
+    assert [sigma(POLYGONS, e) for e in (0, 3, 4, 249, 250)] == pytest.approx(
+        [0.01, 0.01, 0.01 / 3 ** 0.5, 0.01 / 3 ** 0.5, 0.01 / 5 ** 0.5])  # 4 wide epochs, then App. B's two
+    assert sigma(CLEVR3, 0) == pytest.approx(0.01 / 3 ** 0.5)  # no warm-up where none was measured
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
