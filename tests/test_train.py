@@ -36,7 +36,8 @@ def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg,
 
 
 def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_starts_afresh(tiny_cfg, tmp_path, train_tiny):
-    cfg = tiny_cfg.replace(epochs=4, hyperprior_epochs=1, lr_decay_epochs=(1, 2), lr_decay=0.1)  # 4 steps an epoch
+    cfg = tiny_cfg.replace(epochs=4, hyperprior_epochs=1, lr_decay_epochs=(1, 2), lr_decay=0.1,  # 4 steps an epoch
+                           sigma_warmup_epochs=2, sigma_warmup=0.05, sigma=(0.02, 0.01), sigma_switch=0.75)
     whole = train_tiny(cfg, tmp_path / "whole")
     split = train_tiny(cfg, tmp_path / "split", max_steps=10)  # stops in epoch 2, after both steps down
     assert split["lr"] == pytest.approx(cfg.lr * 0.01)
@@ -44,8 +45,10 @@ def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_s
     assert split["optim"]["state"][0]["step"] == 10  # Adam's moments went on through both steps down
     resumed = train_tiny(cfg, tmp_path / "split", resume=True)
     with open(tmp_path / "split" / "log.csv", newline="") as f:
-        rates = [float(row["lr"]) for row in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    rates, sigmas = [float(row["lr"]) for row in rows], [float(row["sigma"]) for row in rows]
     assert rates == pytest.approx([cfg.lr] * 4 + [cfg.lr * 0.1] * 4 + [cfg.lr * 0.01] * 4 + [cfg.lr] * 4)  # by step
+    assert sigmas == pytest.approx([0.05] * 8 + [0.02] * 4 + [0.01] * 4)  # the wide epochs went on through the resume
     assert resumed["stage"] == whole["stage"] == 2 and resumed["lr"] == whole["lr"] == cfg.lr  # new networks, base rate
     for part in ("model", "guide"):
         for name, tensor in whole[part].items():
