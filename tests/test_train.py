@@ -4,11 +4,11 @@ import pyro
 import pytest
 import torch
 
+from pyro_objects.config import CLEVR3, POLYGONS
 from pyro_objects.errors import InputError
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 from pyro_objects.runs import load_checkpoint
-from pyro_objects.config import CLEVR3, POLYGONS
 from pyro_objects.train import parse_duration, sigma, stage_svi, temperature
 
 
