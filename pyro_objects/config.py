@@ -89,7 +89,8 @@ POLYGONS = Config(
 
 MULTI_DSPRITES = POLYGONS.replace(
     dataset="multi-dsprites", slots=4, canvas_size=32,  # a rotated large square spans 28 px
-    lr_decay_epochs=(), sigma_warmup_epochs=0,  # neither yet tried on multi-dSprites
+    lr_decay_epochs=(),     # not yet tried from scratch on multi-dSprites
+    sigma_warmup_epochs=0,  # the wide start delayed multi-dSprites and ended level (docs/RESULTS.md)
     obj_decoder="d1024e-v64x4x4-cT64e-b-cT32e-b-cT32e-b-c4",
     zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c4",
 )
