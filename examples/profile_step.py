@@ -17,11 +17,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from pyro_objects import data as datasets
-from pyro_objects.bench import plain_loss, variant
+from pyro_objects.bench import plain_training_step, variant
 from pyro_objects.config import config_for, quick
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.train import Adam, stage_svi
+from pyro_objects.train import stage_svi
 
 KINDS = [  # the first kind whose words a kernel's (or operator's) name contains, lower-cased
     ("fft", ["fft"]),
@@ -58,12 +58,7 @@ def main():
     model, guide = Model(cfg).to(args.device), Guide(cfg).to(args.device)
     x = datasets.load(cfg.dataset, "eval", args.batch, device=args.device).batch(torch.arange(args.batch), args.device)
     _, _, elbo = stage_svi(1, cfg, model, guide, cfg.lr)
-    adam = Adam([model, guide], cfg.lr).adam
-
-    def step():
-        adam.zero_grad(set_to_none=True)
-        plain_loss(model, guide, x, 1.0, cfg.sigma[0], elbo).backward()
-        adam.step()
+    step = plain_training_step(model, guide, x, 1.0, cfg.sigma[0], elbo)
 
     gpu = args.device != "cpu"
     sync = torch.cuda.synchronize if gpu else (lambda: None)

@@ -48,6 +48,18 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     return loss
 
 
+def plain_training_step(model, guide, x, temperature, sigma, elbo):
+    """A function that takes one step on `plain_loss` with the torch Adam that training drives
+    through Pyro (`train.Adam`), driven directly."""
+    adam = Adam([model, guide], model.cfg.lr).adam
+
+    def step():
+        adam.zero_grad(set_to_none=True)
+        plain_loss(model, guide, x, temperature, sigma, elbo).backward()
+        adam.step()
+    return step
+
+
 def _time(fn, device, repeats, warmup):
     """Median seconds of fn() over repeats, after warmup calls."""
     for _ in range(warmup):
@@ -107,13 +119,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
         _, svi, elbo = stage_svi(1, cfg, model, guide, cfg.lr)  # as training steps
         step = stage_1_step(svi, elbo, cfg, device)
         t_svi = _time(lambda: step(x, temperature, sigma), device, repeats, warm)
-        adam = Adam([model, guide], cfg.lr).adam  # the same torch optimiser, driven directly
-
-        def plain_step():
-            adam.zero_grad(set_to_none=True)
-            plain_loss(model, guide, x, temperature, sigma, elbo).backward()
-            adam.step()
-
+        plain_step = plain_training_step(model, guide, x, temperature, sigma, elbo)
         t_plain = _time(plain_step, device, repeats, warm)
         with torch.no_grad():
             t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
