@@ -76,10 +76,11 @@ def main():
         return e.self_device_time_total if gpu else e.self_cpu_time_total
 
     events = [e for e in prof.key_averages(group_by_input_shape=args.by_shape) if self_time(e) > 0]
+    largest = sorted(events, key=self_time, reverse=True)[:args.top]
     n = args.steps
     print(f"{cfg.dataset}, batch {args.batch}, {args.variant}, {args.device}")
     if args.by_shape:
-        for e in sorted(events, key=self_time, reverse=True)[:args.top]:
+        for e in largest:
             print(f"{self_time(e) / n / 1e3:8.2f} ms {e.count // n:5d}x  {e.key[:40]:40s} {e.input_shapes}")
         return
     total, count = collections.Counter(), collections.Counter()
@@ -92,7 +93,7 @@ def main():
     for k, t in total.most_common():
         print(f"| {k} | {t / n / 1e3:.2f} | {100 * t / everything:.1f}% | {count[k] // n} |")
     print()
-    for e in sorted(events, key=self_time, reverse=True)[:args.top]:
+    for e in largest:
         print(f"{self_time(e) / n / 1e3:8.2f} ms {e.count // n:5d}x  [{kind(e.key)}] {e.key[:100]}")
 
 
