@@ -101,6 +101,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
     step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation (data_n images
     a call; default the batch size), peak memory."""
     pyro.enable_validation(False)
+    torch.backends.cudnn.benchmark = True  # as training runs
     temperature, sigma = 1.0, cfg.sigma[0]
     configs = {name: cfg.replace(**variant(name)) for name in variants}  # a bad name fails before any timing
     rows = []

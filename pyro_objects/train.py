@@ -176,6 +176,7 @@ def train(cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, ma
 
     pyro.clear_param_store()
     pyro.enable_validation(False)  # argument checks cost host synchronisations on every step
+    torch.backends.cudnn.benchmark = True  # the shapes never change: cuDNN times its algorithms once, then runs the fastest
     torch.manual_seed(seed)
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
     stage_2_lr = lr or cfg.lr  # stage 2 fits new networks: it starts at the given rate or the base one
