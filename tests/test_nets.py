@@ -9,7 +9,7 @@ from pyro_objects.config import CONFIGS, POLYGONS, quick
 from pyro_objects.elbo import from_config
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.nets import UNet, build
+from pyro_objects.nets import UNet, build, upsample_nearest
 
 
 def test_table5_strings_build_the_layers_they_name():
@@ -37,6 +37,16 @@ def test_bad_tokens_are_named():
 
 def test_unet_keeps_the_image_size():
     assert UNet(3, 5, (8, 16, 16))(torch.zeros(2, 3, 24, 24)).shape == (2, 5, 24, 24)
+
+
+@pytest.mark.parametrize("size", [(8, 10), (9, 10)])  # twice the size (the broadcast), and not (interpolate)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_unet_upsampling_is_interpolate_nearest(size, layout):
+    x = torch.randn(2, 3, 4, 5).to(memory_format=layout).requires_grad_()
+    up, ref = upsample_nearest(x, size), nn.functional.interpolate(x, size=size, mode="nearest")
+    assert torch.equal(up, ref) and up.is_contiguous(memory_format=layout)
+    g = torch.randn_like(ref)
+    assert torch.allclose(*(torch.autograd.grad(y, x, g)[0] for y in (up, ref)), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
