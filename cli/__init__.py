@@ -1,6 +1,7 @@
 """The pyro-objects command line: each command turns its options into library calls."""
 import click
 import matplotlib
+import torch
 
 from pyro_objects.errors import InputError
 
@@ -15,6 +16,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except InputError as e:
             raise click.ClickException(str(e)) from None
+        except torch.cuda.OutOfMemoryError as e:  # checkpoints are written atomically: nothing is lost
+            first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
+            raise click.ClickException(f"{first.rstrip('.')}: try a smaller batch (--batch-size, --batch-sizes)") from None
 
 
 @click.group(cls=_Group)

@@ -58,3 +58,13 @@ def test_variants_name_a_precision_and_flags():
     # --precision is the old name of --variants; a bad variant stops the command before any timing
     result = CliRunner().invoke(main, ["bench", "--quick", "--precision", "fp32,fp16", "--device", "cpu"])
     assert result.exit_code == 1 and "unknown part 'fp16'" in result.output
+
+
+def test_running_out_of_gpu_memory_is_one_line(monkeypatch):
+    def bench(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.93 GiB.\nmore detail")
+    monkeypatch.setattr("pyro_objects.cli.bench.bench", bench)
+    result = CliRunner().invoke(main, ["bench", "--quick", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: CUDA out of memory. Tried to allocate 1.93 GiB: "
+                                     "try a smaller batch (--batch-size, --batch-sizes)")
