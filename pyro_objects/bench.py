@@ -13,7 +13,7 @@ import pyro.distributions as dist
 import torch
 
 from . import data as datasets
-from .compositor import compose, place
+from .compositor import place
 from .decompose import decompose
 from .elbo import aggregate_l1, binary_alpha_penalty
 from .errors import InputError
@@ -35,7 +35,7 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     q_z, q_d = guide.q_z_d(x, theta)
     z, d = q_z.rsample(), q_d.rsample()
     placed = place(model.draw_objects(z), theta.reshape(B, J, N, N), cfg.placement)
-    x_mean = compose(placed, d, model.draw_background(z_bg[:, 0]), cfg.depth_softness)
+    x_mean = model.compose(placed, d, model.draw_background(z_bg[:, 0]), cfg.depth_softness)
     standard = dist.Normal(x.new_zeros(()), x.new_ones(()))
     prior_d = dist.TransformedDistribution(standard, q_d.transforms)
     loss = -dist.Normal(x_mean, sigma).log_prob(x).sum()

@@ -31,12 +31,19 @@ def place_direct(canvas, theta):  # Eq. 7-8: x_j = θ_j * canvas_j
     return F.conv2d(x, weight, groups=B * J * C).reshape(B, J, C, N, N)
 
 
+def fft_length(N, M):
+    """The shortest FFT length (of factors 2, 3, 5) at which circular convolution places and crops
+    without wrap-around. Only N image pixels of the N + M - 1 of a full convolution are kept, so
+    the wrap may fold onto the discarded ones: N + M//2 suffices for odd and even M alike."""
+    return next_fast_len(max(N + M // 2, M), real=True)
+
+
 def place_fft(canvas, theta):  # Eq. 7-8, through the FFT: same answer, cheaper for large M
     """canvas: [B, J, C, M, M], theta: [B, J, N, N] -> [B, J, C, N, N]"""
     M, N = canvas.shape[-1], theta.shape[-1]
-    L = next_fast_len(N + M - 1, real=True)  # room for the full linear convolution, rounded up to a length of factors 2, 3, 5
+    L = fft_length(N, M)
     spectrum = torch.fft.rfft2(canvas, s=(L, L)) * torch.fft.rfft2(theta, s=(L, L)).unsqueeze(2)
-    full = torch.fft.irfft2(spectrum, s=(L, L))
+    full = torch.fft.irfft2(spectrum, s=(L, L))  # the full convolution, its tail folded onto its head
     return full[..., M // 2:M // 2 + N, M // 2:M // 2 + N]
 
 
@@ -67,12 +74,12 @@ def crop_direct(x, theta, M):  # Sec. 4, attentive encoding: cross-correlate x w
 def crop_fft(x, theta, M):  # Sec. 4, attentive encoding through the FFT
     """x: [B, C, N, N], theta: [B, J, N, N] -> [B, J, C, M, M]"""
     N = x.shape[-1]
-    L = next_fast_len(N + M, real=True)  # room for shifts of up to M//2 either way without wrap-around
-    spectrum = torch.fft.rfft2(x, s=(L, L)).unsqueeze(1) * torch.fft.rfft2(theta, s=(L, L)).conj().unsqueeze(2)
-    corr = torch.fft.irfft2(spectrum, s=(L, L))  # corr[s] = Σ_p θ[p] x[p + s], s taken mod L
-    shifts = torch.arange(M, device=x.device) - M // 2
-    idx = shifts % L
-    return corr[..., idx[:, None], idx[None, :]]
+    L = fft_length(N, M)
+    # x delayed by M//2 pixels, so that window pixel t is shift t - M//2: the crop is a slice (a gather's backward is slow)
+    spectrum = torch.fft.rfft2(F.pad(x, (M // 2, 0, M // 2, 0)), s=(L, L)).unsqueeze(1) * \
+        torch.fft.rfft2(theta, s=(L, L)).conj().unsqueeze(2)
+    corr = torch.fft.irfft2(spectrum, s=(L, L))  # corr[t] = Σ_p θ[p] x[p + t - M//2]
+    return corr[..., :M, :M]
 
 
 def crop(x, theta, M, method="fft"):

@@ -82,6 +82,8 @@ class Model(nn.Module):
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)
         speed_up([self.F_obj, self.F_bg, self.zeta], cfg)
+        # With cfg.compile the blend is compiled too: Inductor fuses its dozen passes over [B, J, J, N, N] into a few.
+        self.compose = torch.compile(compose, dynamic=False) if cfg.compile else compose
 
     def forward(self, x=None, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The model. x: [B, 3, N, N] in [0, 1], or None with n to sample n scenes."""
@@ -105,7 +107,7 @@ class Model(nn.Module):
                 d = pyro.sample("d", logit_normal(loc[..., -1], scale[..., -1]))
             canvas = self.draw_objects(z)
             placed = place(canvas, theta.reshape(B, J, cfg.image_size, cfg.image_size), cfg.placement)
-            x_mean = compose(placed, d, x_bg, cfg.depth_softness)  # Eq. 12
+            x_mean = self.compose(placed, d, x_bg, cfg.depth_softness)  # Eq. 12
             pyro.sample("x", dist.Normal(x_mean.unsqueeze(1), sigma).to_event(3),
                         obs=None if x is None else x.unsqueeze(1))
         return {"x_mean": x_mean, "x_bg": x_bg, "canvas": canvas, "placed": placed, "d": d, "theta": theta}

@@ -38,6 +38,33 @@ class Residual(nn.Module):
         return self.act(x + self.body(x))
 
 
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm; compiled on a channels_last input, `group_norm_by_channel` (the same numbers)."""
+
+    def forward(self, x):
+        if x.dim() == 4 and torch.compiler.is_compiling() and x.is_contiguous(memory_format=torch.channels_last):
+            return group_norm_by_channel(x, self.num_groups, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
+def group_norm_by_channel(x, groups, weight, bias, eps):
+    """Group norm from per-channel statistics: reductions over H and W and broadcasts only, so a
+    channels_last x gives a channels_last output and gradient. The stock operator reshapes x to
+    [B, G, -1], which copies channels_last tensors to NCHW and leaves cuDNN a gradient to copy back.
+
+    x: [B, C, H, W] -> float32 [B, C, H, W], as autocast runs group norm"""
+    B, C = x.shape[:2]
+
+    def group_mean(per_channel):  # [B, C] -> each channel's group mean, [B, C, 1, 1]
+        g = per_channel.reshape(B, groups, C // groups).mean(-1, keepdim=True)
+        return g.expand(B, groups, C // groups).reshape(B, C, 1, 1)
+
+    x = x.float()
+    centred = x - group_mean(x.mean((2, 3)))
+    var = group_mean(centred.square().mean((2, 3)))
+    return centred * torch.rsqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+
+
 class View(nn.Module):
     def __init__(self, shape):
         super().__init__()
@@ -99,7 +126,7 @@ def _layer(token, shape):
     if token == "b":
         return (nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])), shape
     if token == "g":
-        return nn.GroupNorm(min(8, shape[0]), shape[0]), shape
+        return GroupNorm(min(8, shape[0]), shape[0]), shape
     if token == "mp":
         return nn.MaxPool2d(2), (shape[0], shape[1] // 2, shape[2] // 2)
     if token == "up2":
@@ -172,5 +199,5 @@ def upsample_nearest(x, size):
 
 def _block(c_in, c_out):
     # no conv bias: the group norm right after it would cancel it
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU())
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), GroupNorm(min(8, c_out), c_out), nn.ELU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), GroupNorm(min(8, c_out), c_out), nn.ELU())

@@ -24,20 +24,22 @@ def test_one_hot_theta_puts_canvas_centre_on_its_pixel(M, method):
     assert torch.allclose(placed.sum(), torch.tensor(2.0), atol=1e-5)
 
 
-def test_placement_cuts_off_what_falls_outside():
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("where", [(0, 0), (9, 9)])
+def test_placement_cuts_off_what_falls_outside(method, where):
     canvas = torch.ones(1, 1, 1, 5, 5)
-    placed = place(canvas, one_hot_map(1, 1, 10, [(0, 0)]), "direct")
-    assert placed.sum() == 9  # the 3×3 quarter of the canvas inside the image
+    placed = place(canvas, one_hot_map(1, 1, 10, [where]), method)
+    assert torch.allclose(placed.sum(), torch.tensor(9.0), atol=1e-5)  # the 3×3 quarter inside the image
 
 
-@pytest.mark.parametrize("M", [9, 14])  # the FFT's length N + M - 1 = 24 as it is, 29 rounded up to 30
+@pytest.mark.parametrize("M", [8, 9, 10, 14])  # the FFT's length N + M//2: 20 and 20 as they are, 21 and 23 rounded up to 24
 def test_fft_and_direct_placement_agree(M):
     canvas = torch.rand(2, 3, 4, M, M)
     theta = torch.softmax(torch.randn(2, 3, 16 * 16), -1).reshape(2, 3, 16, 16)
     assert torch.allclose(place(canvas, theta, "fft"), place(canvas, theta, "direct"), atol=1e-5)
 
 
-@pytest.mark.parametrize("M", [7, 8, 13])  # 13: the FFT's length N + M = 29 rounded up to 30
+@pytest.mark.parametrize("M", [7, 8, 9, 13])  # 8 and 9: the FFT's length N + M//2 = 20 exactly, no slack
 def test_crop_is_the_window_around_a_one_hot_theta_and_the_adjoint_of_placement(M):
     N = 16
     x = torch.rand(2, 3, N, N)

@@ -105,3 +105,19 @@ def test_channels_last_networks_give_the_same_loss_and_gradients():
 def test_compiled_networks_give_the_same_loss_and_their_checkpoints_load_uncompiled():  # ~40 s of Inductor
     loss, grads = changes_in_loss_and_grads(SMOOTH, {"compile": True}, batch=2)
     assert loss <= 1e-4 and grads <= 1e-4
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_group_norm_by_channel_is_group_norm(layout):
+    from pyro_objects.nets import group_norm_by_channel
+    x = (3 + 2 * torch.randn(4, 16, 8, 8)).contiguous(memory_format=layout).requires_grad_()
+    weight, bias = torch.randn(16, requires_grad=True), torch.randn(16, requires_grad=True)
+    ours = group_norm_by_channel(x, 4, weight, bias, 1e-5)
+    stock = nn.functional.group_norm(x, 4, weight, bias, 1e-5)
+    assert torch.allclose(ours, stock, atol=1e-5)
+    assert ours.is_contiguous(memory_format=layout)
+    g = torch.randn_like(stock).contiguous(memory_format=layout)
+    grads = torch.autograd.grad(ours, (x, weight, bias), g)
+    for a, b in zip(grads, torch.autograd.grad(stock, (x, weight, bias), g)):
+        assert torch.allclose(a, b, atol=1e-4)
+    assert grads[0].is_contiguous(memory_format=layout)
