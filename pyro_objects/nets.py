@@ -42,7 +42,7 @@ class GroupNorm(nn.GroupNorm):
     """nn.GroupNorm; compiled on a channels_last input, `group_norm_by_channel` (the same numbers)."""
 
     def forward(self, x):
-        if x.dim() == 4 and torch.compiler.is_compiling() and x.is_contiguous(memory_format=torch.channels_last):
+        if torch.compiler.is_compiling() and x.is_contiguous(memory_format=torch.channels_last):  # False unless 4-D
             return group_norm_by_channel(x, self.num_groups, self.weight, self.bias, self.eps)
         return super().forward(x)
 

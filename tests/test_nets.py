@@ -9,7 +9,7 @@ from pyro_objects.config import CONFIGS, POLYGONS, quick
 from pyro_objects.elbo import from_config
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.nets import UNet, build, upsample_nearest
+from pyro_objects.nets import UNet, build, group_norm_by_channel, upsample_nearest
 
 
 def test_table5_strings_build_the_layers_they_name():
@@ -111,7 +111,6 @@ def test_compiled_networks_give_the_same_loss_and_their_checkpoints_load_uncompi
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_group_norm_by_channel_is_group_norm(layout):
-    from pyro_objects.nets import group_norm_by_channel
     x = (3 + 2 * torch.randn(4, 16, 8, 8)).contiguous(memory_format=layout).requires_grad_()
     weight, bias = torch.randn(16, requires_grad=True), torch.randn(16, requires_grad=True)
     ours = group_norm_by_channel(x, 4, weight, bias, 1e-5)
