@@ -102,8 +102,8 @@ def test_channels_last_networks_give_the_same_loss_and_gradients():
 
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")),
                     reason="torch.compile on a CPU (Inductor) needs a C++ compiler, and none is on PATH")
-@pytest.mark.parametrize("changes", [{"compile": True},  # with channels_last, the U-Net's group norms go by channel
-                                     {"compile": True, "channels_last": True}])
+@pytest.mark.parametrize("changes", [{"compile": True},
+                                     {"compile": True, "channels_last": True}])  # here the group norms go by channel
 def test_compiled_networks_give_the_same_loss_and_their_checkpoints_load_uncompiled(changes):  # ~20 s of Inductor each
     loss, grads = changes_in_loss_and_grads(SMOOTH, changes, batch=2)
     assert loss <= 1e-4 and grads <= 1e-4
