@@ -15,8 +15,7 @@ import torch
 from pyro_objects.config import POLYGONS, quick
 from pyro_objects.interventions import place_objects, sample
 from pyro_objects.model import Model
-from pyro_objects.runs import load_run
-from pyro_objects.train import has_scene_prior
+from pyro_objects.runs import has_scene_prior, load_run
 from pyro_objects.viz import samples_figure
 
 

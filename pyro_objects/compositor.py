@@ -103,16 +103,6 @@ def in_front(d, tau):  # Eq. 9: softened depth order, after the soft rasterizer 
     return p * (1 - torch.eye(d.shape[1], dtype=d.dtype, device=d.device))
 
 
-def product(x, dim):
-    """x.prod(dim), as a chain of products: torch.prod's backward checks for zeros on the host,
-    a synchronisation that stalls every step and cannot be captured in a CUDA graph."""
-    slices = x.unbind(dim)
-    out = slices[0]
-    for s in slices[1:]:
-        out = out * s
-    return out
-
-
 def blend_weights(alpha, d, tau):  # Eq. 10-11: alpha-blend far to near
     """How much of each object, and of the background, each pixel shows.
 
@@ -122,10 +112,14 @@ def blend_weights(alpha, d, tau):  # Eq. 10-11: alpha-blend far to near
     alpha: [B, J, N, N], d: [B, J] -> (w: [B, J, N, N], w_bg: [B, N, N])
     """
     front = in_front(d, tau)  # [B, J, K]
-    transmittance = product(1 - front[..., None, None] * alpha[:, None], 2)  # [B, J, N, N]
-    w = alpha * transmittance
-    w_bg = product(1 - alpha, 1)
-    return w, w_bg
+    J = alpha.shape[1]
+    transmittance = 1 - front[:, :, 0, None, None] * alpha[:, None, 0]  # Eq. 11: Π_k (1 - P(k before j) α_k)
+    for k in range(1, J):
+        transmittance = transmittance * (1 - front[:, :, k, None, None] * alpha[:, None, k])
+    w_bg = 1 - alpha[:, 0]  # Π_k (1 - α_k)
+    for k in range(1, J):
+        w_bg = w_bg * (1 - alpha[:, k])
+    return alpha * transmittance, w_bg
 
 
 def compose(placed, d, x_bg, tau):  # Eq. 12: the image mean G(θ, z, d, z_bg)

@@ -1,8 +1,14 @@
-"""Per-dataset configurations: architectures in Table 5 notation, App. B hyperparameters.
+"""What a run trains: one frozen `Config` per dataset, and `Speed`, how fast to run it.
 
-Where the paper's own value was not available to us, the field's comment says
-"ours". `CONFIGS[name]` is the full-size config, `quick(cfg)` a tiny one that
-trains on a CPU in minutes.
+A `Config` has three parts: the model (Sec. 3), its training (Sec. 4, App. B), and
+choices of ours that the paper does not make. Its networks are written in the
+notation of the paper's Table 5 (`nets.py`); the networks and sizes of these
+defaults are ours, not Table 5's rows, and `docs/DESIGN.md` lists every difference
+from the paper with its measured effect. `CONFIGS[name]` is a dataset's default,
+`quick(cfg)` a tiny copy that trains on a CPU in minutes.
+
+`Speed` says how to run a config, not what it computes: the acceleration layer
+(`pyro_objects/fast`) reads it, the paper's files never do.
 """
 import dataclasses
 import math
@@ -13,73 +19,76 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class Config:
+    # -- The model (Sec. 3); networks in Table 5's notation (nets.py)
     dataset: str
-    image_size: int          # N: images are N×N
-    canvas_size: int         # M: each object is drawn on an M×M canvas
-    slots: int               # J: object slots
-    z_dim: int = 32          # appearance latent per object
-    z_bg_dim: int = 8        # background latent (ours)
-    y_dim: int = 32          # scene latent; the first half drives positions (ζ), the rest appearances (ξ)
+    image_size: int                 # N: images are N×N
+    canvas_size: int                # M: each object is drawn on an M×M canvas
+    slots: int                      # J: object slots
+    z_dim: int = 32                 # appearance latent z_j per object
+    z_bg_dim: int = 8               # background latent z_bg
+    y_dim: int = 32                 # scene latent y; ζ reads its first half, ξ the rest (footnote 1)
+    obj_decoder: str = ""           # F_obj: z -> M×M RGB + alpha
+    bg_decoder: str = ""            # F_bg: z_bg -> N×N RGB
+    zeta: str = ""                  # ζ(y) -> J×N×N position logits
+    xi: str = "d256e-d256e"         # ξ(y, θ_j) -> prior mean and scale of (z_j, logit d_j), before a last dense layer
+    obj_encoder: str = ""           # Q(z_j, d_j | θ_j, x) -> mean and scale of (z_j, logit d_j)
+    bg_encoder: str = ""            # Q(z_bg | x)
+    position_unet: tuple = (32, 64, 128, 128)  # Q(θ | x): a U-Net's channels per level
+    y_encoder: str = "d256e-d256e"  # Q(y | z, θ, d): per object, summed over objects, then a dense layer
+    attentive: bool = True          # Sec. 4: encode each object from the θ-weighted crop, not the whole image
 
-    # Table 5 architectures (notation in nets.py)
-    obj_decoder: str = ""    # F_obj: z -> M×M RGB + alpha
-    bg_decoder: str = ""     # F_bg: z_bg -> N×N RGB
-    obj_encoder: str = ""    # Q(z_j, d_j | θ_j, x): -> mean and log-scale of (z, logit d)
-    bg_encoder: str = ""     # Q(z_bg | x)
-    position_unet: tuple = (32, 64, 128, 128)  # Q(θ | x): U-Net channels
-    zeta: str = ""                  # ζ(y_pos) -> J×N×N position logits (ours)
-    xi: str = "d256e-d256e"         # ξ(y_app, θ_j) -> prior on (z_j, logit d_j) (ours)
-    y_encoder: str = "d256e-d256e"  # Q(y | z, θ, d): per-object part, summed over objects (ours)
-    attentive: bool = True   # encode the θ-weighted crop instead of the whole image (Sec. 4)
-
-    # App. B training
-    lr: float = 5e-4
-    lr_decay_epochs: tuple = ()      # at the start of each of these epochs stage 1's learning rate is multiplied by lr_decay (ours)
-    lr_decay: float = 0.2
+    # -- Training (Sec. 4, App. B)
+    lr: float = 5e-4                # Adam's learning rate
     batch_size: int = 100
     epochs: int = 500
-    sharpness: tuple = (1.0, 1e-4)   # inverse Gumbel-softmax temperature a·2^(r·i) after i steps of 100 images; App. B a = 0.3,
-                                     # which kept θ too soft to localise in our runs (docs/TUNING.md): ours is a = 1
-    min_temperature: float = 0.01    # floor on the temperature (ours)
-    sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale, before and after the switch
-    sigma_switch: float = 0.5        # fraction of the epochs after which σ switches (ours)
-    sigma_warmup: float = 0.01       # σ of the first sigma_warmup_epochs epochs: a wider likelihood, so that the slots
-    sigma_warmup_epochs: int = 0     # separate sooner and more often (ours; 4 on polygons, docs/RESULTS.md)
-    beta_y: float = 0.01
-    beta_z: float = 2000.0           # ours: with σ ≈ 0.006 the likelihood dwarfs a β = 1 KL (docs/TUNING.md); 10,000 on the 2D datasets
-    beta_d: float = 1.0
-    beta_bg: float = 500.0           # ours
-    theta_penalty: float = 1e4       # weight, per image, of the aggregated-posterior L1 on θ (ours)
-    alpha_penalty: float = 0.0       # weight of the α·log α term that pushes alphas to 0 or 1
-    depth_softness: float = 0.05     # τ of the soft depth order, on the (0, 1) depth scale (ours)
-    placement: str = "fft"           # 'fft' or 'direct': same answer, different speed
-    precision: str = "fp32"          # 'bf16': networks under bf16 autocast; compositor and likelihood stay fp32
-    compile: bool = False            # nn.Module.compile the convolutional networks; state_dict keys stay the same
-    channels_last: bool = False      # convolutional networks and their image inputs in channels_last memory layout
-    cuda_graphs: bool = True         # on one GPU, replay each stage-1 step as a CUDA graph: same steps, about twice as fast
-    hyperprior_epochs: int = 10      # stage 2: epochs at the end that fit ζ, ξ and Q(y)
+    n_train: int = 90_000           # training images
+    n_eval: int = 10_000            # held-out images
+    sharpness: tuple = (1.0, 1e-4)  # (a, r): θ's inverse temperature is a·2^(r·i) after i steps of 100 images
+    sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale σ before and after the switch
+    sigma_switch: float = 0.5       # the fraction of the epochs after which σ switches
+    beta_y: float = 0.01            # β on the KL of y (stage 2)
+    hyperprior_epochs: int = 10     # stage 2: the last epochs, which fit ζ, ξ and Q(y) alone
 
-    # data
-    n_train: int = 90_000
-    n_eval: int = 10_000
-    cache: str = ""          # a directory made by `pyro-objects data make`: read shards instead of generating
+    # -- Ours: not in the paper
+    beta_z: float = 2000.0          # β on the KL of z
+    beta_d: float = 1.0             # β on the KL of logit d
+    beta_bg: float = 500.0          # β on the KL of z_bg
+    theta_penalty: float = 1e4      # λ: weight per image of the aggregated-posterior L1 on θ
+    alpha_penalty: float = 0.0      # γ: weight of Σ -α log α, which pushes alphas to 0 or 1 (App. Fig. 14)
+    depth_softness: float = 0.05    # τ of the soft depth order (Eq. 9), on d's (0, 1) scale
+    min_temperature: float = 0.01   # floor of θ's Gumbel-softmax temperature
+    sigma_warmup: float = 0.01      # σ of the first sigma_warmup_epochs epochs
+    sigma_warmup_epochs: int = 0
+    lr_decay_epochs: tuple = ()     # stage 1's learning rate is multiplied by lr_decay at the start of each
+    lr_decay: float = 0.2
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
-    def with_settings(self, settings):
-        """A copy with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"]."""
-        return self.replace(**parse_settings(self, settings))
+
+# Fields a resumed run may change: how much each loss term weighs, not what is learnt.
+LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty")
+# Fields with options of their own on the command line (--epochs, --batch-size, --n-train).
+OPTIONS = ("epochs", "batch_size", "n_train")
 
 
-LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty")  # may change on resume
+@dataclass(frozen=True)
+class Speed:
+    """How to run a config: none of these changes the steps, except bf16's rounding."""
+    precision: str = "fp32"         # 'bf16': the convolutional networks run under bf16 autocast
+    compile: bool = False           # nn.Module.compile the convolutional networks and the blend
+    channels_last: bool = False     # convolutional networks and their inputs in channels_last layout
+    cuda_graphs: bool = True        # on one GPU, record each stage-1 step once as a CUDA graph and replay it
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
 
 
 POLYGONS = Config(
     dataset="polygons", image_size=64, canvas_size=24, slots=2,  # M = 24: a pair of polygons overflows it
-    beta_z=10_000.0,  # ours: a simpler code stops the back slot copying the front's colours (docs/TUNING.md)
-    lr_decay_epochs=(72, 107),  # ours: 5e-4, then 1e-4, then 2e-5, where our measured runs lowered it (docs/RESULTS.md)
-    sigma_warmup_epochs=4,      # ours: σ = 0.01 for 4 epochs, then App. B's; slots separate sooner (docs/RESULTS.md)
+    beta_z=10_000.0,            # a simpler code stops the back slot copying the front's colours
+    sigma_warmup_epochs=4,      # the slots separate sooner (docs/RESULTS.md)
+    lr_decay_epochs=(72, 107),  # 5e-4, then 1e-4, then 2e-5
     obj_decoder="d576e-v64x3x3-cT64e-b-cT32e-b-cT32e-b-c4",
     bg_decoder="d1024e-v64x4x4-cT64e-cT32e-cT32e-cT16e-c3",
     zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c2",
@@ -89,17 +98,16 @@ POLYGONS = Config(
 
 MULTI_DSPRITES = POLYGONS.replace(
     dataset="multi-dsprites", canvas_size=32,  # a rotated large square spans 28 px
-    slots=6,                # ours: two spare slots for at most 4 sprites; FG-ARI 0.89 against 0.88 with 4,
-                            # but scene FID 96.8 against 81.8 (docs/RESULTS.md)
-    lr_decay_epochs=(20,),  # ours: 5e-4, then 1e-4, as measured (docs/RESULTS.md)
-    sigma_warmup_epochs=0,  # the wide start delayed multi-dSprites and ended level (docs/RESULTS.md)
+    slots=6,                    # two spare slots for at most four sprites
+    sigma_warmup_epochs=0,      # the wide start delayed multi-dSprites and ended level
+    lr_decay_epochs=(20,),
     obj_decoder="d1024e-v64x4x4-cT64e-b-cT32e-b-cT32e-b-c4",
     zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c6",
 )
 
 CLEVR3 = Config(
     dataset="clevr3", image_size=96, canvas_size=48, slots=3, attentive=False,
-    lr_decay_epochs=(15,),  # ours: 5e-4, then 1e-4, where our measured run lowered it (docs/RESULTS.md)
+    lr_decay_epochs=(15,),
     obj_decoder="d576e-v64x3x3-cT64e-b-cT64e-b-cT32e-b-cT32e-b-c4",
     bg_decoder="d576e-v64x3x3-cT64e-cT64e-cT32e-cT32e-cT16e-c3",
     zeta="d144e-v16x3x3-cT16e-cT16e-cT16e-cT16e-cT16e-c3",
@@ -108,7 +116,7 @@ CLEVR3 = Config(
 )
 
 CLEVR5 = CLEVR3.replace(dataset="clevr5", slots=5, zeta="d144e-v16x3x3-cT16e-cT16e-cT16e-cT16e-cT16e-c5",
-                        lr_decay_epochs=())  # not yet tried on CLEVR-5
+                        lr_decay_epochs=())  # no step down measured on CLEVR-5
 CLEVR5_VBG = CLEVR5.replace(dataset="clevr5-vbg")
 
 CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEVR5_VBG)}
@@ -117,9 +125,9 @@ CONFIGS = {c.dataset: c for c in (POLYGONS, MULTI_DSPRITES, CLEVR3, CLEVR5, CLEV
 def config_for(name):
     """The config of a dataset name; 'folder:PATH' gets the polygons networks with J = 3."""
     if name.startswith("folder:"):
+        # an epoch of a folder is its own size: no schedule by epochs unless one is set
         return POLYGONS.replace(dataset=name, slots=3, zeta="d256e-v16x4x4-cT16e-cT16e-cT16e-cT16e-c3",
-                                lr_decay_epochs=(), sigma_warmup_epochs=0)  # an epoch of a folder is its own size:
-                                                                             # set schedules with --set
+                                lr_decay_epochs=(), sigma_warmup_epochs=0)
     if name not in CONFIGS:
         raise InputError(f"unknown dataset {name!r}: choose from {', '.join(sorted(CONFIGS))} or folder:PATH")
     return CONFIGS[name]
@@ -137,15 +145,26 @@ def quick(cfg):
     )
 
 
-def parse_settings(cfg, settings):
+def with_settings(cfg, settings, allowed=None):
+    """A copy of cfg with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"];
+    allowed: the names that may be set (default: every field without an option of its own)."""
+    return cfg.replace(**parse_settings(cfg, settings, allowed))
+
+
+def parse_settings(cfg, settings, allowed=None):
     """["NAME=VALUE", ...] -> {NAME: VALUE}, each value of the type of cfg's field."""
     names = [f.name for f in dataclasses.fields(cfg)]
+    allowed = [n for n in names if n not in OPTIONS] if allowed is None else list(allowed)
     changes = {}
     for setting in settings:
         name, sep, text = setting.partition("=")
         name = name.strip().replace("-", "_")
         if not sep or name not in names:
             raise InputError(f"cannot set {setting!r}: give NAME=VALUE with NAME one of {', '.join(names)}")
+        if name in OPTIONS:
+            raise InputError(f"set {name} with --{name.replace('_', '-')}, not --set")
+        if name not in allowed:
+            raise InputError(f"cannot change {name} here: only {', '.join(allowed)} can be set")
         changes[name] = _parse(text.strip(), getattr(cfg, name), name)
     return changes
 

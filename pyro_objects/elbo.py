@@ -6,18 +6,17 @@ over positions towards the uniform prior.
            + λ · B · ‖ mean_{b,j} Q(θ_j | x_b) - uniform ‖_1
            + γ · Σ_{b,j} mean_pixels(-α log α)                     (optional)
 
-With every β = 1, λ = None and γ = 0 it is Pyro's Trace_ELBO, term for term.
-Stage 2 (`scene_prior_elbo`) is the same class on Model.scene_prior, whose
-θ, z, d are observed (the guide's modes), with β_y on the KL of y.
-The guide must be fully reparameterised (ours is).
+`ObjectsELBO` is Pyro's Trace_ELBO with those weights; with every β = 1, λ = None
+and γ = 0 it is Trace_ELBO, term for term. Stage 2 (`scene_prior_elbo`) is the
+same class on Model.scene_prior, whose θ, z, d are observed (the guide's modes),
+with β_y on the KL of y. The guide must be fully reparameterised (ours is).
 """
 import torch
-import torch.distributed as dist
-import torch.distributed.nn.functional as dist_nn
 from pyro import poutine
 from pyro.infer import Trace_ELBO
-from pyro.infer.util import torch_item
+from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.util import prune_subsample_sites
+from pyro.util import check_model_guide_match, check_site_shape
 
 
 class ObjectsELBO(Trace_ELBO):
@@ -30,14 +29,32 @@ class ObjectsELBO(Trace_ELBO):
         self.last_terms = {}  # the latest particle's terms, detached, for logging
 
     def _get_trace(self, model, guide, args, kwargs):
+        """Trace_ELBO's traces, but θ is not scored when the penalty replaces its KL: its relaxed
+        one-hot density over N² pixels is never used then (and underflows at low temperatures)."""
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        if is_validation_enabled():
+            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
-        # θ's log-densities over N×N pixels are costly and unused when the penalty replaces its KL.
         scored = (lambda name, site: name != "theta") if self.theta_penalty is not None else (lambda name, site: True)
         model_trace.compute_log_prob(scored)
         guide_trace.compute_log_prob(scored)
+        if is_validation_enabled():
+            for site in [*model_trace.nodes.values(), *guide_trace.nodes.values()]:
+                if site["type"] == "sample" and "log_prob" in site:
+                    check_site_shape(site, self.max_plate_nesting)
         return model_trace, guide_trace
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        terms = self.terms(model_trace, guide_trace)
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
+        loss = sum(terms.values())
+        return loss.detach(), loss  # fully reparameterised: the surrogate loss is the loss
+
+    def loss(self, model, guide, *args, **kwargs):
+        """The loss without gradients, weighted as differentiable_loss is (Trace_ELBO's own is unweighted)."""
+        with torch.no_grad():
+            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def terms(self, model_trace, guide_trace):
         """The loss, term by term: {"nll": ..., "kl_z": ..., "theta_penalty": ...}, each a scalar tensor."""
@@ -51,36 +68,17 @@ class ObjectsELBO(Trace_ELBO):
                 kl = guide_trace.nodes[name]["log_prob_sum"] - site["log_prob_sum"]
                 terms[f"kl_{name}"] = self.beta.get(name, 1.0) * kl
         if self.theta_penalty is not None:
-            terms["theta_penalty"] = self.theta_penalty * aggregate_l1(guide_trace.nodes["theta"]["fn"].probs)
+            probs = guide_trace.nodes["theta"]["fn"].probs
+            terms["theta_penalty"] = self.theta_penalty * aggregate_l1(probs, *self.aggregate(probs))
         if self.alpha_penalty:
             alpha = model_trace.nodes["_RETURN"]["value"]["canvas"][:, :, 3]
             terms["alpha_penalty"] = self.alpha_penalty * binary_alpha_penalty(alpha)
         return terms
 
-    def _differentiable_loss_particle(self, model_trace, guide_trace):
-        terms = self.terms(model_trace, guide_trace)
-        self.last_terms = {k: v.detach() for k, v in terms.items()}
-        loss = sum(terms.values())
-        return loss.detach(), loss
-
-    def differentiable_loss(self, model, guide, *args, **kwargs):
-        """Trace_ELBO's, without its host synchronisations (a NaN check and a float copy of the loss):
-        the guide is fully reparameterised, so the surrogate loss is the loss. A CUDA graph can record it."""
-        loss = 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            loss = loss + self._differentiable_loss_particle(model_trace, guide_trace)[1] / self.num_particles
-        return loss
-
-    def loss_and_grads(self, model, guide, *args, **kwargs):
-        """Trace_ELBO's, except that it backpropagates even when the traces hold no Pyro params:
-        training steps the networks' weights itself, without registering them (model.register)."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward(retain_graph=self.retain_graph)
-        return torch_item(loss)
-
-    def loss(self, model, guide, *args, **kwargs):
-        with torch.no_grad():
-            return torch_item(self.differentiable_loss(model, guide, *args, **kwargs))
+    def aggregate(self, probs):
+        """Σ_{b,j} Q(θ_j | x_b) over the batch and the batch's number of images: probs [B, J, P] -> ([P], B).
+        Under data parallelism the batch is every process's (pyro_objects/fast/ddp.py)."""
+        return probs.sum((0, 1)), probs.shape[0]
 
 
 def from_config(cfg):
@@ -96,21 +94,17 @@ def scene_prior_elbo(cfg):  # Sec. 4, stage 2
     return ObjectsELBO(beta={"y": cfg.beta_y})
 
 
-def aggregate_l1(probs):  # Sec. 4: replaces KL(Q(θ) || p(θ))
+def aggregate_l1(probs, total=None, images=None):  # Sec. 4: replaces KL(Q(θ) || p(θ))
     """B · ‖(1/BJ) Σ_{b,j} Q(θ_j | x_b) - uniform‖_1, scaled by B so that it weighs per image.
 
-    Under data parallelism the aggregate is over the global batch; each of the W
-    processes returns 1/W of the penalty, so their sum is the single-process value.
-
-    probs: [B, J, P] (each row sums to 1) -> scalar
+    probs: [B, J, P] (each row sums to 1) -> scalar. With the sum `total` [P] over a larger batch
+    of `images` images that holds these B, the aggregate is that batch's, and the penalty its
+    share for these B images (the whole penalty is the sum of the shares).
     """
     B, J, P = probs.shape
-    total, world = probs.sum((0, 1)), 1
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        world = dist.get_world_size()
-        total = dist_nn.all_reduce(total)  # differentiable: gradients flow back to every process
-    images = B * world
-    return images * (total / (images * J) - 1.0 / P).abs().sum() / world
+    total = probs.sum((0, 1)) if total is None else total
+    images = B if images is None else images
+    return B * (total / (images * J) - 1.0 / P).abs().sum()
 
 
 def binary_alpha_penalty(alpha):  # App. Fig. 14: push alphas to 0 or 1

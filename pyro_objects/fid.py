@@ -99,6 +99,7 @@ def fid_kid_of_features(real, fake, kid_subset=1000, seed=0):  # Sec. 5.1, Table
     KID draws subsets of min(kid_subset, N) images; the draws are seeded.
     -> {"FID": float, "KIDx100": float, "KIDx100_std": float}
     """
+    # imported here: torchmetrics' image metrics take seconds to import, and only FID needs them
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
     if min(len(real), len(fake)) < 2:

@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from .compositor import crop
-from .model import logit_normal, pixel_grid, positive, register
-from .nets import UNet, build, run, speed_up
+from .model import logit_normal, pixel_grid, positive
+from .nets import UNet, build
 
 
 class Guide(nn.Module):
-    pyro_params = True  # see model.register()
-
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -36,11 +34,10 @@ class Guide(nn.Module):
         y_obj = build(cfg.y_encoder, (cfg.z_dim + 3,))
         self.encode_y = nn.ModuleDict({"object": y_obj, "head": nn.Linear(y_obj.out_shape[0], 2 * cfg.y_dim)})
         self.register_buffer("grid", pixel_grid(N), persistent=False)
-        speed_up([self.position, self.encode_object, self.encode_background], cfg)
 
     def forward(self, x, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The guide; takes the model's arguments. x: [B, 3, N, N] in [0, 1]."""
-        register("guide", self)
+        pyro.module("guide", self)
         B, J = x.shape[0], self.cfg.slots
         temperature = torch.as_tensor(temperature, device=x.device)
         with pyro.plate("images", B, dim=-2):
@@ -56,16 +53,16 @@ class Guide(nn.Module):
 
     def scene_posterior(self, n, theta, z, d):  # Q(y | z, θ, d): the guide of Model.scene_prior (stage 2)
         """theta: [n, J, N*N], z: [n, J, Dz], d: [n, J], the posterior modes of n images."""
-        register("guide", self)
+        pyro.module("guide", self)
         with pyro.plate("images", n, dim=-2):
             pyro.sample("y", self.q_y(z, theta, d))
 
     def theta_logits(self, x):  # Q(θ | x)
         """x: [B, 3, N, N] -> [B, J, N*N]"""
-        return run(self.position, x, self.cfg).flatten(2)
+        return self.position(x).flatten(2)
 
     def q_z_bg(self, x):  # Q(z_bg | x), batch shape [B, 1]
-        loc, raw_scale = run(self.encode_background, x, self.cfg).chunk(2, -1)
+        loc, raw_scale = self.encode_background(x).chunk(2, -1)
         return dist.Normal(loc[:, None], positive(raw_scale[:, None])).to_event(1)
 
     def q_z_d(self, x, theta):  # Q(z_j | θ_j, x) and Q(d_j | θ_j, x), batch shape [B, J]
@@ -73,11 +70,11 @@ class Guide(nn.Module):
         B, J, N, M = x.shape[0], self.cfg.slots, self.cfg.image_size, self.cfg.canvas_size
         where = theta.reshape(B, J, N, N)
         if self.cfg.attentive:  # Sec. 4: cross-correlate the image with θ_j
-            inputs = crop(x, where, M, self.cfg.placement).reshape(B * J, 3, M, M)
+            inputs = crop(x, where, M).reshape(B * J, 3, M, M)
         else:  # the whole image, with θ_j scaled to a peak of 1 as a fourth channel
             peak = where / where.amax((-1, -2), keepdim=True).clamp_min(1e-12)
             inputs = torch.cat([x.unsqueeze(1).expand(B, J, 3, N, N), peak.unsqueeze(2)], 2).reshape(B * J, 4, N, N)
-        loc, raw_scale = run(self.encode_object, inputs, self.cfg).reshape(B, J, -1).chunk(2, -1)
+        loc, raw_scale = self.encode_object(inputs).reshape(B, J, -1).chunk(2, -1)
         scale = positive(raw_scale)
         return (dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1),
                 logit_normal(loc[..., -1], scale[..., -1]))

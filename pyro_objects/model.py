@@ -27,7 +27,7 @@ from torch import nn
 from torch.distributions.transforms import SigmoidTransform
 
 from .compositor import compose, place
-from .nets import build, run, speed_up
+from .nets import build
 
 
 def logit_normal(loc, scale):
@@ -38,14 +38,6 @@ def logit_normal(loc, scale):
     then lower its KL without bound by pushing its depth far back (a clevr5-vbg run did).
     """
     return dist.TransformedDistribution(dist.Normal(loc, scale), [SigmoidTransform(cache_size=1)])
-
-
-def register(name, module):
-    """pyro.module(name, module): its networks' weights become Pyro params, as SVI with pyro.optim expects.
-    Training sets module.pyro_params = False and steps the weights itself: registering ~130 tensors
-    through Pyro's handlers every step costs several ms (docs/PERFORMANCE.md)."""
-    if module.pyro_params:
-        pyro.module(name, module)
 
 
 def positive(raw, floor=1e-3):
@@ -60,8 +52,6 @@ def pixel_grid(n, device=None):
 
 
 class Model(nn.Module):
-    pyro_params = True  # see register()
-
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -81,13 +71,10 @@ class Model(nn.Module):
         xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,))
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)
-        speed_up([self.F_obj, self.F_bg, self.zeta], cfg)
-        # With cfg.compile the blend is compiled too: Inductor fuses its dozen passes over [B, J, J, N, N] into a few.
-        self.compose = torch.compile(compose, dynamic=False) if cfg.compile else compose
 
     def forward(self, x=None, n=None, temperature=1.0, sigma=None, hyperprior=False):
         """The model. x: [B, 3, N, N] in [0, 1], or None with n to sample n scenes."""
-        register("model", self)
+        pyro.module("model", self)
         cfg, J = self.cfg, self.cfg.slots
         B = x.shape[0] if x is not None else n
         sigma = cfg.sigma[0] if sigma is None else sigma
@@ -105,9 +92,9 @@ class Model(nn.Module):
                 loc, scale = self.xi_params(y, theta)
                 z = pyro.sample("z", dist.Normal(loc[..., :-1], scale[..., :-1]).to_event(1))
                 d = pyro.sample("d", logit_normal(loc[..., -1], scale[..., -1]))
-            canvas = self.draw_objects(z)
-            placed = place(canvas, theta.reshape(B, J, cfg.image_size, cfg.image_size), cfg.placement)
-            x_mean = self.compose(placed, d, x_bg, cfg.depth_softness)  # Eq. 12
+            canvas = self.draw_objects(z)  # [B, J, 4, M, M]
+            placed = place(canvas, theta.reshape(B, J, cfg.image_size, cfg.image_size))  # Eq. 7-8: [B, J, 4, N, N]
+            x_mean = self.blend(placed, d, x_bg)  # Eq. 9-12: [B, 3, N, N]
             pyro.sample("x", dist.Normal(x_mean.unsqueeze(1), sigma).to_event(3),
                         obs=None if x is None else x.unsqueeze(1))
         return {"x_mean": x_mean, "x_bg": x_bg, "canvas": canvas, "placed": placed, "d": d, "theta": theta}
@@ -115,7 +102,7 @@ class Model(nn.Module):
     def scene_prior(self, n, theta=None, z=None, d=None):  # Sec. 4, stage 2: p(y) Π_j p(θ_j|y) p(z_j, d_j|y, θ_j)
         """The hyperprior over one-hot positions: given theta [n, J, N*N] (one-hot), z [n, J, Dz]
         and d [n, J], it scores them (stage 2 trains ζ and ξ on the guide's modes); without, it samples them."""
-        register("model", self)
+        pyro.module("model", self)
         cfg = self.cfg
         with pyro.plate("images", n, dim=-2):
             y = pyro.sample("y", self.standard_normal(cfg.y_dim))[:, 0]
@@ -133,11 +120,15 @@ class Model(nn.Module):
     def draw_objects(self, z):  # F_obj: each object once, centred on its own canvas
         """z: [B, J, Dz] -> canvas [B, J, 4, M, M], RGB and alpha in (0, 1)"""
         B, J, _ = z.shape
-        return torch.sigmoid(run(self.F_obj, z.reshape(B * J, -1), self.cfg)).reshape(B, J, *self.F_obj.out_shape)
+        return torch.sigmoid(self.F_obj(z.reshape(B * J, -1))).reshape(B, J, *self.F_obj.out_shape)
 
     def draw_background(self, z_bg):  # F_bg
         """z_bg: [B, D] -> [B, 3, N, N]"""
-        return torch.sigmoid(run(self.F_bg, z_bg, self.cfg))
+        return torch.sigmoid(self.F_bg(z_bg))
+
+    def blend(self, placed, d, x_bg):  # G's soft depth order and alpha blending, far to near
+        """placed: [B, J, 4, N, N], d: [B, J], x_bg: [B, 3, N, N] -> x_mean [B, 3, N, N]"""
+        return compose(placed, d, x_bg, self.cfg.depth_softness)
 
     def zeta_logits(self, y, B):  # ζ(y): position logits for every slot; uniform without y
         """y: [B, Dy] or None -> [B, J, N*N]"""

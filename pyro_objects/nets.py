@@ -38,33 +38,6 @@ class Residual(nn.Module):
         return self.act(x + self.body(x))
 
 
-class GroupNorm(nn.GroupNorm):
-    """nn.GroupNorm; compiled on a channels_last input, `group_norm_by_channel` (the same numbers)."""
-
-    def forward(self, x):
-        if torch.compiler.is_compiling() and x.is_contiguous(memory_format=torch.channels_last):  # False unless 4-D
-            return group_norm_by_channel(x, self.num_groups, self.weight, self.bias, self.eps)
-        return super().forward(x)
-
-
-def group_norm_by_channel(x, groups, weight, bias, eps):
-    """Group norm from per-channel statistics: reductions over H and W and broadcasts only, so a
-    channels_last x gives a channels_last output and gradient. The stock operator reshapes x to
-    [B, G, -1], which copies channels_last tensors to NCHW and leaves cuDNN a gradient to copy back.
-
-    x: [B, C, H, W] -> float32 [B, C, H, W], as autocast runs group norm"""
-    B, C = x.shape[:2]
-
-    def group_mean(per_channel):  # [B, C] -> each channel's group mean, [B, C, 1, 1]
-        g = per_channel.reshape(B, groups, C // groups).mean(-1, keepdim=True)
-        return g.expand(B, groups, C // groups).reshape(B, C, 1, 1)
-
-    x = x.float()
-    centred = x - group_mean(x.mean((2, 3)))
-    var = group_mean(centred.square().mean((2, 3)))
-    return centred * torch.rsqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
-
-
 class View(nn.Module):
     def __init__(self, shape):
         super().__init__()
@@ -72,35 +45,6 @@ class View(nn.Module):
 
     def forward(self, x):
         return x.reshape(x.shape[0], *self.shape)
-
-
-def run(net, x, cfg):
-    """net(x) as float32; with cfg.precision 'bf16' the network itself runs under bf16 autocast,
-    with cfg.channels_last an image x enters in the channels_last layout of a `speed_up` network.
-    Only networks go through here: placement, blending and the likelihood stay in float32."""
-    if cfg.channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        return net(x).float()
-
-
-def speed_up(nets, cfg):
-    """Convert the networks in place to the memory layout and compilation cfg asks for.
-
-    nn.Module.compile, unlike torch.compile(net), keeps the state_dict keys, so a
-    checkpoint loads whether or not either side was compiled."""
-    if cfg.compile:
-        # nn.Module.compile runs every network through one shared frame, and Dynamo caches per frame: each
-        # network, grad mode and input shape is an entry, more than the default limit of 8, past which all run eagerly.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-    for net in nets:
-        if cfg.channels_last:
-            net.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            # dynamic=False, else Dynamo takes each new network in that frame for a shape change. Inductor
-            # keeps NCHW for graphs with a convolution of fewer output than input channels (the U-Net's
-            # 96 -> 32), and then copies every activation cuDNN reads in channels_last: ask for the layout.
-            net.compile(dynamic=False, options={"force_layout_optimization": True} if cfg.channels_last else None)
 
 
 def build(spec, in_shape):
@@ -126,7 +70,7 @@ def _layer(token, shape):
     if token == "b":
         return (nn.BatchNorm2d(shape[0]) if len(shape) == 3 else nn.BatchNorm1d(shape[0])), shape
     if token == "g":
-        return GroupNorm(min(8, shape[0]), shape[0]), shape
+        return nn.GroupNorm(min(8, shape[0]), shape[0]), shape
     if token == "mp":
         return nn.MaxPool2d(2), (shape[0], shape[1] // 2, shape[2] // 2)
     if token == "up2":
@@ -175,6 +119,7 @@ class UNet(nn.Module):
             self.up.append(_block(c + skip, skip))
             c = skip
         self.head = nn.Conv2d(c, out_channels, 1, bias=False)  # a constant logit shifts no softmax
+        self.upsample = Upsample()
 
     def forward(self, x):
         skips = []
@@ -182,22 +127,19 @@ class UNet(nn.Module):
             x = block(x if i == 0 else nn.functional.max_pool2d(x, 2))
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
-            x = upsample_nearest(x, skip.shape[-2:])
+            x = self.upsample(x, skip.shape[-2:])
             x = block(torch.cat([x, skip], 1))
         return self.head(x)
 
 
-def upsample_nearest(x, size):
-    """Nearest-neighbour up-sampling of x [B, C, h, w] to size; at exactly twice the size, written as a
-    broadcast, whose gradient is a sum over each 2x2 block that Inductor fuses (interpolate's is a gather)."""
-    b, c, h, w = x.shape
-    if tuple(size) != (2 * h, 2 * w):
+class Upsample(nn.Module):
+    """Nearest-neighbour up-sampling to a given size: x [B, C, h, w] -> [B, C, *size]."""
+
+    def forward(self, x, size):
         return nn.functional.interpolate(x, size=tuple(size), mode="nearest")
-    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 else torch.contiguous_format
-    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w).contiguous(memory_format=layout)
 
 
 def _block(c_in, c_out):
     # no conv bias: the group norm right after it would cancel it
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), GroupNorm(min(8, c_out), c_out), nn.ELU(),
-                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), GroupNorm(min(8, c_out), c_out), nn.ELU())
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU(),
+                         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.GroupNorm(min(8, c_out), c_out), nn.ELU())

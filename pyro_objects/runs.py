@@ -1,30 +1,136 @@
 """A run directory: its config, checkpoint, log and figures.
 
     RUN/config.json      the resolved config
-    RUN/checkpoint.pt    networks, optimiser, counters and RNG state; written atomically
+    RUN/checkpoint.pt    written atomically at the end of every epoch and when a run stops:
+                         config, seed, the networks' state_dicts ("model", "guide"), the
+                         optimiser's state in Pyro's form ({parameter name: torch Adam state}),
+                         epoch, batch (the position in the epoch's shuffle), step, stage, the
+                         learning rate, the temperature and σ reached, seconds trained, and the
+                         dataset cache trained from. No RNG state: each step's seed comes from
+                         its number (schedules.step_seed), so a run resumes exactly without one.
     RUN/log.csv          the loss terms, temperature, σ and learning rate every few steps
+    RUN/quality.csv      held-out scores against minutes trained (train --eval-every)
     RUN/figures/         decompositions and samples
     RUN/tb/              TensorBoard events
+
+`start` and `resume` make the `Run` that `train.train` goes on with; `load_run` gives a
+trained run's model and guide.
 """
 import dataclasses
 import json
 import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-from .config import Config
+from .config import LOSS_WEIGHTS, Config
 from .errors import InputError
+from .files import atomic_write
 from .guide import Guide
 from .model import Model
 
+# Fields of configs written before the speed flags left Config: read and ignored.
+RETIRED = ("placement", "precision", "compile", "channels_last", "cuda_graphs", "cache")
 
-def atomic_write(path, write):
-    """Call write(tmp_path), then move tmp_path over path: readers see the old file or the new, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+
+@dataclass
+class Run:
+    """What training goes on from: a run directory, its config and seed, its checkpoint (None for
+    a new run), the learning rate to go on with and the one stage 2 starts at, and its data cache."""
+    dir: Path
+    cfg: Config
+    seed: int = 0
+    state: Optional[dict] = None
+    lr: float = 5e-4
+    stage_2_lr: float = 5e-4
+    cache: Optional[str] = None
+
+
+def start(cfg, run_dir, seed=0, lr=None, cache=None):
+    """A new run of cfg in run_dir (which must hold none), at learning rate lr (default cfg.lr),
+    on the images of a dataset cache made by `pyro-objects data make` (default: generated)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "checkpoint.pt").exists():
+        raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+    cfg = cfg.replace(lr=lr or cfg.lr)
+    return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, str(Path(cache).resolve()) if cache else None)
+
+
+def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu"):
+    """The run in run_dir, to go on where it stopped.
+
+    lr: go on at this rate (Adam's moments are kept); later steps of the schedule still apply.
+    weights: {name: value} of loss weights (config.LOSS_WEIGHTS) to go on with.
+    scene_prior_epochs: end the run with this many epochs of stage 2 alone, of n_train images
+    each (default: the run's own): the scene prior of a run stopped in stage 1.
+    """
+    state = load_checkpoint(run_dir, device)
+    cfg = config_from_dict(state["config"])
+    if scene_prior_epochs:
+        if has_scene_prior(state):
+            raise InputError("this run is already in stage 2: continue it with --resume alone")
+        first = max(state["epoch"] + (1 if state["batch"] else 0), 1)  # a started epoch ends in stage 1
+        cfg = cfg.replace(epochs=first + scene_prior_epochs, hyperprior_epochs=scene_prior_epochs,
+                          n_train=n_train or cfg.n_train)
+    if weights:
+        others = sorted(set(weights) - set(LOSS_WEIGHTS))
+        if others:
+            raise InputError(f"cannot change {', '.join(others)} of a resumed run: only its loss weights "
+                             f"({', '.join(LOSS_WEIGHTS)})")
+        cfg = cfg.replace(**weights)
+    return Run(Path(run_dir), cfg, state["seed"], state, lr or state["lr"], lr or cfg.lr, state.get("cache"))
+
+
+def has_scene_prior(state):
+    """Whether a checkpoint's ζ, ξ and Q(y) have been trained (its run reached stage 2)."""
+    return state.get("stage", 1) == 2
+
+
+@contextmanager
+def lock(run_dir):
+    """Hold RUN/.lock while training run_dir: a second process that tries is refused in one line; a lock
+    left behind by a process that has ended is taken over."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ".lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise InputError(f"{run_dir} is being trained by another process (pid {holder}): "
+                                 "wait for it to end, or choose another --out") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _lock_holder(path):
+    """The pid in a lock file while its process runs (-1: a process is writing it), else None."""
+    try:
+        text, age = path.read_text().strip(), time.time() - path.stat().st_mtime
+    except OSError:  # gone meanwhile
+        return None
+    if not text.isdigit():
+        return -1 if age < 10 else None
+    try:
+        os.kill(int(text), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # another user's, running
+        pass
+    return int(text)
 
 
 def save_config(run_dir, cfg):
@@ -34,10 +140,10 @@ def save_config(run_dir, cfg):
 
 def config_from_dict(d):
     fields = {f.name for f in dataclasses.fields(Config)}
-    unknown = set(d) - fields
+    unknown = set(d) - fields - set(RETIRED)
     if unknown:
         raise InputError(f"config has unknown fields: {', '.join(sorted(unknown))}")
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 
 def save_checkpoint(run_dir, state):

@@ -1,12 +1,15 @@
-"""Figures: decompositions (like the paper's Fig. 4), generated scenes (Fig. 3), and
-interpolations (Fig. 5)."""
+"""Figures: decompositions (like the paper's Fig. 4), generated scenes (Fig. 3),
+interpolations (Fig. 5), DPA against overlap (Fig. 6), ground truth and time to quality."""
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from PIL import Image
 
 from .compositor import modal_segmentation
-from .runs import atomic_write
+from .metrics import MIN_OVERLAP
+from .files import atomic_write
 
 SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
                              [0.7, 0.3, 0.9], [0.9, 0.5, 0.7], [0.4, 0.9, 0.9], [0.6, 0.4, 0.2]])
@@ -38,7 +41,8 @@ def _show(ax, image, title=None):
         ax.set_title(title, fontsize=8)
 
 
-def _save(fig, path):
+def save(fig, path):
+    """Write fig to path (atomically; the format from its suffix) and close it. -> fig"""
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +64,7 @@ def decomposition_figure(x, parts, path=None):
         for k, j in enumerate(parts["depth"][b].argsort().tolist()):
             _show(axes[b, 3 + k], objects[b, j], f"object {k + 1} (near→far)" if b == 0 and k == 0 else None)
             axes[b, 3 + k].set_xlabel(f"slot {j}, d={parts['depth'][b, j]:.2f}", fontsize=6)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def scenes_figure(scenes, path=None, objects=None, columns=8):
@@ -90,7 +94,7 @@ def scenes_figure(scenes, path=None, objects=None, columns=8):
                 _show(axes[r + 2 + k, c], over_checkerboard(rgb[b, j], alpha[b, j]),
                       "objects, near→far" if b == 0 and k == 0 else None)
                 axes[r + 2 + k, c].set_xlabel(f"slot {j}, d={depth[b, j]:.2f}", fontsize=5)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def samples_figure(out, path=None):
@@ -111,12 +115,11 @@ def rows_figure(rows, path=None):
             else:
                 axes[i, k].axis("off")
         axes[i, 0].set_ylabel(label, fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def save_gif(frames, path, scale=4, ms=250):
     """frames [K, 3, N, N] in [0, 1] -> an animated GIF, each pixel drawn scale×scale, looping."""
-    from PIL import Image
     arrays = (frames.detach().cpu().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     images = [Image.fromarray(a).resize((a.shape[1] * scale, a.shape[0] * scale), Image.Resampling.NEAREST)
               for a in arrays]
@@ -144,7 +147,7 @@ def truth_figure(images, amodal, count, path=None):
             colour = SLOT_COLOURS[k % len(SLOT_COLOURS), :, None, None].expand(3, *amodal.shape[-2:])
             _show(axes[2 + k, b], over_checkerboard(colour, amodal[b, k].float()),
                   "amodal, back first" if b == 0 and k == 0 else None)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def quality_figure(rows, paper, path=None):
@@ -168,4 +171,18 @@ def quality_figure(rows, paper, path=None):
     right.set_xlabel("minutes trained")
     right.set_title("reconstruction MSE", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def dpa_figure(curve, path=None, title=""):  # Fig. 6: DPA against the minimum overlap of a pair
+    """curve: {"min_overlap", "dpa", "pairs"} lists -> a figure (a PNG at path)."""
+    x = np.asarray(curve["min_overlap"])
+    y = np.array([np.nan if v is None else v for v in curve["dpa"]], dtype=float)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(x, y, marker=".")
+    ax.axvline(MIN_OVERLAP, color="grey", lw=0.5, ls="--")
+    ax.set_xlabel("minimum overlap of a pair's amodal masks (pixels)")
+    ax.set_ylabel("DPA")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title} depth-ordering accuracy", fontsize=9)
+    return save(fig, path)

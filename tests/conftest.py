@@ -25,12 +25,18 @@ def tiny_cfg():
 
 @pytest.fixture
 def train_tiny():
-    """train() quietly on n polygons images: train_tiny(cfg, path, n=32, **kwargs) -> the final state."""
+    """train() quietly on n polygons images: train_tiny(cfg, path, n=32, resume=False, **kwargs) -> the final state.
+    With resume, cfg is unused and lr, weights, scene_prior_epochs, n_train go to runs.resume; otherwise seed
+    and lr go to runs.start; the rest of kwargs to train."""
+    from pyro_objects import runs
     from pyro_objects.data import Dataset, polygons
     from pyro_objects.train import train
 
-    def run(cfg, path, n=32, **kwargs):
-        d = polygons.generate(n, seed=0, image_size=cfg.image_size)
+    def run(cfg, path, n=32, resume=False, seed=0, lr=None, weights=None, scene_prior_epochs=None, n_train=None,
+            **kwargs):
+        size = cfg.image_size if cfg is not None else runs.load_checkpoint(path)["config"]["image_size"]
+        d = polygons.generate(n, seed=0, image_size=size)
         data = Dataset("polygons", d["images"], d["amodal"], d["count"])
-        return train(cfg, path, data=data, figures=False, progress=False, log_every=1, **kwargs)
+        r = runs.resume(path, lr, weights, scene_prior_epochs, n_train) if resume else runs.start(cfg, path, seed, lr)
+        return train(r, data=data, figures=False, progress=False, log_every=1, **kwargs)
     return run

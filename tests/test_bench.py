@@ -5,8 +5,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pyro_objects.bench import plain_loss, variant
+from pyro_objects.tools.bench import plain_loss, variant
 from pyro_objects.cli import main
+from pyro_objects.config import Speed
 from pyro_objects.elbo import from_config
 from pyro_objects.errors import InputError
 from pyro_objects.guide import Guide
@@ -47,12 +48,11 @@ def test_bench_prints_a_table_and_writes_json(tmp_path):
 
 
 def test_variants_name_a_precision_and_flags():
-    plain = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft", "cuda_graphs": False}
+    plain = Speed(precision="fp32", compile=False, channels_last=False, cuda_graphs=False)
     assert variant("fp32") == plain
-    assert variant("compile+bf16") == {**plain, "precision": "bf16", "compile": True}
-    assert variant("channels_last") == {**plain, "channels_last": True}
-    assert variant("direct") == {**plain, "placement": "direct"}
-    assert variant("bf16+graphs") == {**plain, "precision": "bf16", "cuda_graphs": True}
+    assert variant("compile+bf16") == plain.replace(precision="bf16", compile=True)
+    assert variant("channels_last") == plain.replace(channels_last=True)
+    assert variant("bf16+graphs") == plain.replace(precision="bf16", cuda_graphs=True)
     with pytest.raises(InputError, match="'fp16'"):
         variant("fp16+compile")
     # --precision is the old name of --variants; a bad variant stops the command before any timing

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pyro_objects.compositor import blend_weights, compose, crop, modal_segmentation, place, product
+from pyro_objects.compositor import blend_weights, compose, crop, in_front, modal_segmentation, place
 
 
 def one_hot_map(B, J, N, where):
@@ -79,18 +79,20 @@ def test_nearer_object_occludes_the_farther_and_swapping_depths_swaps_it(tau):
         assert torch.allclose(image[0, :, 0, 11], torch.full((3,), 0.5))
 
 
-def test_product_is_torch_prod_with_its_gradient_even_at_zeros():
-    x = torch.rand(3, 4, 5)
-    x[0, 1, 2] = 0.0
-    x[1, 2, 3] = x[1, 3, 3] = 0.0  # two zeros in one product: its gradient is zero everywhere
-    for dim in (1, 2):
-        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-        ours, torchs = product(a, dim), b.prod(dim)
-        assert torch.allclose(ours, torchs)
-        g = torch.rand_like(ours)
-        (ours * g).sum().backward()
-        (torchs * g).sum().backward()
-        assert torch.allclose(a.grad, b.grad, atol=1e-6)
+def test_blend_weights_are_eq_11s_products_with_their_gradients_even_at_opaque_pixels():
+    alpha = torch.rand(2, 4, 5, 5)
+    alpha[0, 1, 2, 2] = alpha[1, 2, 3, 3] = alpha[1, 3, 3, 3] = 1.0  # opaque: a factor 1 - α of zero (two in one pixel)
+    d = torch.rand(2, 4)
+    a, b = alpha.clone().requires_grad_(), alpha.clone().requires_grad_()
+    w, w_bg = blend_weights(a, d, 0.05)
+    front = in_front(d, 0.05)  # Eq. 11 with torch.prod: w_j = α_j Π_k (1 - P(k before j) α_k), w_bg = Π_k (1 - α_k)
+    w_ref = b * (1 - front[..., None, None] * b[:, None]).prod(2)
+    w_bg_ref = (1 - b).prod(1)
+    assert torch.allclose(w, w_ref, atol=1e-6) and torch.allclose(w_bg, w_bg_ref, atol=1e-6)
+    g, g_bg = torch.rand_like(w), torch.rand_like(w_bg)
+    ((w * g).sum() + (w_bg * g_bg).sum()).backward()
+    ((w_ref * g).sum() + (w_bg_ref * g_bg).sum()).backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-5)
 
 
 def test_hard_order_is_back_to_front_alpha_compositing():

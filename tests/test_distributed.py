@@ -11,8 +11,9 @@ from pyro_objects.config import POLYGONS, quick
 from pyro_objects.elbo import ObjectsELBO, aggregate_l1
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import Adam, sigma, step_seed, temperature
+from pyro_objects.runs import load_checkpoint, resume, save_checkpoint
+from pyro_objects.schedules import epoch_order_seed, sigma, step_seed, temperature
+from pyro_objects.train import train
 
 
 def reference(cfg, seed=0, world=2):
@@ -21,12 +22,12 @@ def reference(cfg, seed=0, world=2):
     torch.manual_seed(seed)
     model, guide = Model(cfg), Guide(cfg)
     images = data.load(cfg.dataset, "train", cfg.n_train, seed)
-    adam = Adam([model, guide], cfg.lr)
+    adam = torch.optim.Adam([*model.parameters(), *guide.parameters()], cfg.lr)
     beta = {"y": cfg.beta_y, "z_bg": cfg.beta_bg, "z": cfg.beta_z, "d": cfg.beta_d}
     elbo = ObjectsELBO(beta=beta, theta_penalty=0.0)
     local, step = cfg.batch_size // world, 0
     for epoch in range(cfg.epochs):
-        order = torch.randperm(cfg.n_train, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        order = torch.randperm(cfg.n_train, generator=torch.Generator().manual_seed(epoch_order_seed(seed, epoch)))
         for batch in range(cfg.n_train // cfg.batch_size):
             for r in range(world):
                 x = images.batch(order[batch * cfg.batch_size + r * local:][:local])
@@ -36,8 +37,8 @@ def reference(cfg, seed=0, world=2):
             x = images.batch(order[batch * cfg.batch_size:][:cfg.batch_size])
             probs = torch.softmax(guide.theta_logits(x), -1)
             (cfg.theta_penalty * aggregate_l1(probs)).backward()
-            adam.adam.step()
-            adam.adam.zero_grad(set_to_none=False)
+            adam.step()
+            adam.zero_grad(set_to_none=False)
             step += 1
     return model, guide
 
@@ -59,10 +60,8 @@ def test_two_processes_train_like_one_process_on_the_global_batch_and_resume_in_
         for name, p in module.named_parameters():
             assert torch.allclose(state[part][name], p.detach(), rtol=1e-4, atol=1e-6), f"{part}.{name}"
     # Resumable on any process count: the two processes' checkpoint goes on in one.
-    from pyro_objects.runs import save_checkpoint
-    from pyro_objects.train import train
     state["config"]["epochs"] = 2
     save_checkpoint(run_dir, state)
-    resumed = train(None, run_dir, resume=True, figures=False, progress=False)
+    resumed = train(resume(run_dir), figures=False, progress=False)
     assert (resumed["epoch"], resumed["step"]) == (2, 4)
     assert all(torch.isfinite(t).all() for t in resumed["model"].values())

@@ -130,22 +130,3 @@ def test_dpa_curve():
     dpa, pairs = metrics.dpa_curve([0, 10, 40, 50], [True, False, True, False], [0, 30, 45, 60])
     assert pairs.tolist() == [4, 2, 1, 0]
     assert dpa[:3].tolist() == [0.5, 0.5, 0.0] and np.isnan(dpa[3])
-
-
-def test_a_slot_that_draws_only_specks_is_flagged_and_a_spare_slot_is_not():
-    from pyro_objects.evaluate import markdown, slot_check, slot_sizes
-    alpha = torch.zeros(10, 3, 32, 32)
-    alpha[:, 0, :20, :20] = 1  # slot 0: a 400-pixel object in every image
-    alpha[:, 1, :2, :2] = 0.9  # slot 1: a 4-pixel speck in every image (the stuck state)
-    alpha[:3, 2, 10:30, 10:30] = 0.9  # slot 2: an object in 3 images of 10, empty in the rest (a spare slot)
-    alpha[:, 2, 0, 0] = 0.2  # under the threshold: not covered
-    sizes = slot_sizes(alpha)
-    assert sizes[0].tolist() == [400, 4, 400] and sizes[9].tolist() == [400, 4, 0]
-    check = slot_check(sizes)
-    assert check == {"pixels_q90": [400.0, 4.0, 400.0], "specks": [1]}
-    results = {"dataset": "polygons", "split": "eval", "images": 10, "metrics": {}, "paper": {}, "skipped": {},
-               "slots": check}
-    text = markdown(results)
-    assert "slot 0 400, slot 1 4, slot 2 400" in text
-    assert "Warning: slot 1 draws only specks (4 px against 400)" in text and "slot 2 draws" not in text
-    assert "Warning" not in markdown({**results, "slots": slot_check(sizes[:, [0, 2]])})

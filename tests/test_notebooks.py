@@ -62,8 +62,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
     torch.set_num_threads(2)
     try:
-        with pyro.validation_enabled():  # training turns validation off for the whole process; put it back after
-            run_notebook(path)
+        run_notebook(path)
     finally:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(grad)

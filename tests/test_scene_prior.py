@@ -10,8 +10,8 @@ from pyro_objects.cli import main
 from pyro_objects.elbo import scene_prior_elbo
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import has_scene_prior, stage
+from pyro_objects.runs import has_scene_prior, load_checkpoint
+from pyro_objects.schedules import stage
 
 
 def one_hot_modes(cfg, B, pixels):

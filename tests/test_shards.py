@@ -9,6 +9,8 @@ from pyro_objects.cli import main
 from pyro_objects.config import POLYGONS, quick
 from pyro_objects.data import load, shards
 from pyro_objects.errors import InputError
+from pyro_objects.runs import resume, start
+from pyro_objects.train import train
 
 
 @pytest.fixture
@@ -22,9 +24,8 @@ def cache(tmp_path):
 def test_a_cache_holds_what_the_generator_draws(cache):
     manifest = json.loads((cache / "manifest.json").read_text())
     assert manifest["splits"]["train"]["images"] == 40 and len(manifest["splits"]["train"]["shards"]) == 3
-    cfg = POLYGONS.replace(cache=str(cache))
     for split, n in (("train", 40), ("eval", 10)):
-        cached, fresh = load("polygons", split, n, cfg=cfg), load("polygons", split, n)
+        cached, fresh = load("polygons", split, n, cache=cache), load("polygons", split, n)
         assert torch.equal(cached.images, fresh.images) and torch.equal(cached.amodal, fresh.amodal)
         assert torch.equal(cached.count, fresh.count)
 
@@ -63,8 +64,10 @@ def test_the_wrong_cache_is_refused(cache, tmp_path):
         shards.read(tmp_path, "polygons", "train")
 
 
-def test_training_reads_the_cache(cache):
-    from pyro_objects.train import train
-    cfg = quick(POLYGONS).replace(cache=str(cache), n_train=32, epochs=1, batch_size=16)
-    state = train(cfg, cache.parent / "run", device="cpu")
-    assert state["step"] == 2
+def test_training_reads_the_cache_and_a_resumed_run_goes_on_reading_it(cache):
+    cfg = quick(POLYGONS).replace(n_train=32, epochs=2, batch_size=16, hyperprior_epochs=0)
+    state = train(start(cfg, cache.parent / "run", cache=cache), max_steps=2, figures=False, progress=False)
+    assert state["step"] == 2 and state["cache"] == str(cache.resolve())
+    (cache / "manifest.json").unlink()  # a resumed run reads the cache it started with
+    with pytest.raises(InputError, match="no manifest.json"):
+        train(resume(cache.parent / "run"), figures=False, progress=False)

@@ -1,15 +1,34 @@
 import csv
+import json
 
 import pyro
 import pytest
 import torch
 
-from pyro_objects.config import CLEVR3, POLYGONS
-from pyro_objects.errors import InputError
+from pyro_objects import runs
+from pyro_objects.cli.common import parse_duration
+from pyro_objects.config import CLEVR3, POLYGONS, Speed
+from pyro_objects.errors import InputError, TrainingError
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
-from pyro_objects.runs import load_checkpoint
-from pyro_objects.train import parse_duration, sigma, stage_svi, temperature
+from pyro_objects.runs import has_scene_prior, load_checkpoint
+from pyro_objects.schedules import sigma, temperature
+from pyro_objects.train import Stage
+
+
+def same_networks(a, b):
+    for part in ("model", "guide"):
+        for name, tensor in a[part].items():
+            assert torch.equal(tensor, b[part][name]), f"{part}.{name} differs"
+
+
+def adam_steps(state):
+    """The step counts of the parameters Adam has stepped, from a checkpoint's optimiser state."""
+    return {int(s["state"][0]["step"]) for s in state["optim"].values() if s["state"]}
+
+
+def adam_rates(state):
+    return {g["lr"] for s in state["optim"].values() for g in s["param_groups"]}
 
 
 def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny):
@@ -19,20 +38,30 @@ def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tm
     assert (first["epoch"], first["batch"], first["step"]) == (1, 2, 6)
     resumed = train_tiny(cfg, tmp_path / "split", resume=True)
     assert resumed["step"] == whole["step"] == 12
-    for part in ("model", "guide"):
-        for name, tensor in whole[part].items():
-            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name} differs after resuming"
+    same_networks(whole, resumed)
+    assert resumed["optim"].keys() == whole["optim"].keys()
+    for name, s in whole["optim"].items():  # and so are Adam's moments, parameter by parameter
+        for k, v in s["state"].get(0, {}).items():
+            assert torch.equal(v, resumed["optim"][name]["state"][0][k]), f"{name} {k}"
     log = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert len(log) == 1 + 12  # header, then one row per step across both sessions
+
+
+def test_the_checkpoint_holds_pyros_optimiser_state_by_parameter_name(tiny_cfg, tmp_path, train_tiny):
+    state = train_tiny(tiny_cfg, tmp_path / "r", max_steps=2)
+    names = {f"model$$${n}" for n, _ in Model(tiny_cfg).named_parameters()} | \
+        {f"guide$$${n}" for n, _ in Guide(tiny_cfg).named_parameters()}
+    assert set(state["optim"]) == names
+    assert adam_steps(state) == {2}  # ζ, ξ and Q(y) are unused in stage 1 and have no moments yet
+    assert not state["optim"]["model$$$zeta.0.1.weight"]["state"]
 
 
 def test_a_resumed_run_goes_on_with_a_new_learning_rate_when_given_one(tiny_cfg, tmp_path, train_tiny):
     first = train_tiny(tiny_cfg, tmp_path / "r", max_steps=2)
     assert first["lr"] == tiny_cfg.lr
     resumed = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=3, lr=1e-5)
-    assert resumed["lr"] == 1e-5
-    assert {group["lr"] for group in resumed["optim"]["param_groups"]} == {1e-5}
-    assert resumed["optim"]["state"][0]["step"] == 3  # Adam's moments went on, not afresh
+    assert resumed["lr"] == 1e-5 and adam_rates(resumed) == {1e-5}
+    assert adam_steps(resumed) == {3}  # Adam's moments went on, not afresh
 
 
 def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_starts_afresh(tiny_cfg, tmp_path, train_tiny):
@@ -40,9 +69,8 @@ def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_s
                            sigma_warmup_epochs=2, sigma_warmup=0.05, sigma=(0.02, 0.01), sigma_switch=0.75)
     whole = train_tiny(cfg, tmp_path / "whole")
     split = train_tiny(cfg, tmp_path / "split", max_steps=10)  # stops in epoch 2, after both steps down
-    assert split["lr"] == pytest.approx(cfg.lr * 0.01)
-    assert all(group["lr"] == pytest.approx(cfg.lr * 0.01) for group in split["optim"]["param_groups"])
-    assert split["optim"]["state"][0]["step"] == 10  # Adam's moments went on through both steps down
+    assert split["lr"] == pytest.approx(cfg.lr * 0.01) and list(adam_rates(split)) == pytest.approx([cfg.lr * 0.01])
+    assert adam_steps(split) == {10}  # Adam's moments went on through both steps down
     resumed = train_tiny(cfg, tmp_path / "split", resume=True)
     with open(tmp_path / "split" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -50,9 +78,7 @@ def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_s
     assert rates == pytest.approx([cfg.lr] * 4 + [cfg.lr * 0.1] * 4 + [cfg.lr * 0.01] * 4 + [cfg.lr] * 4)  # by step
     assert sigmas == pytest.approx([0.05] * 8 + [0.02] * 4 + [0.01] * 4)  # the wide epochs went on through the resume
     assert resumed["stage"] == whole["stage"] == 2 and resumed["lr"] == whole["lr"] == cfg.lr  # new networks, base rate
-    for part in ("model", "guide"):
-        for name, tensor in whole[part].items():
-            assert torch.equal(tensor, resumed[part][name]), f"{part}.{name} differs after resuming"
+    same_networks(whole, resumed)
 
 
 def test_a_resumed_run_goes_on_with_new_loss_weights_when_given_them(tiny_cfg, tmp_path, train_tiny):
@@ -63,29 +89,19 @@ def test_a_resumed_run_goes_on_with_new_loss_weights_when_given_them(tiny_cfg, t
     assert sharper["config"]["alpha_penalty"] == 1e6 and same["config"]["alpha_penalty"] == 0.0
     last_loss = [float((tmp_path / name / "log.csv").read_text().splitlines()[-1].split(",")[3]) for name in ("same", "sharper")]
     assert last_loss[1] > last_loss[0]  # the third step's loss carries the α·log α term
-    with pytest.raises(InputError, match="loss weights"):
+    with pytest.raises(InputError, match="only its loss weights"):
         train_tiny(tiny_cfg, tmp_path / "same", resume=True, weights={"slots": 3})
 
 
-def test_cuda_graphs_are_a_choice_a_resumed_run_may_change(tiny_cfg, tmp_path, train_tiny):
-    assert train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)["config"]["cuda_graphs"] is True  # the default
-    state = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=2, cuda_graphs=False)
-    assert state["config"]["cuda_graphs"] is False and state["step"] == 2
-
-
-def test_the_optimiser_state_of_a_cuda_graphed_run_goes_on_on_a_cpu(tiny_cfg):
-    from pyro_objects.train import Adam
-    model = Model(tiny_cfg)
-    first = Adam([model], 1e-3)
-    sum(p.sum() for p in model.parameters()).backward()
-    first(None)
-    state = first.get_state()
-    state["param_groups"][0]["capturable"] = True  # as GraphedStep leaves it on a GPU
-    then = Adam([model], 1e-3)
-    then.set_state(state)
-    sum(p.sum() for p in model.parameters()).backward()
-    then(None)  # a capturable Adam would refuse CPU parameters
-    assert then.get_state()["state"][0]["step"] == 2
+def test_a_resumed_run_may_change_how_fast_it_runs_and_takes_the_same_steps(tiny_cfg, tmp_path, train_tiny):
+    whole = train_tiny(tiny_cfg, tmp_path / "whole", max_steps=3)
+    train_tiny(tiny_cfg, tmp_path / "r", max_steps=1)
+    resumed = train_tiny(tiny_cfg, tmp_path / "r", resume=True, max_steps=3,
+                         speed=Speed(channels_last=True, cuda_graphs=False))
+    assert resumed["step"] == 3 and "channels_last" not in resumed["config"]
+    for part in ("model", "guide"):
+        for name, tensor in whole[part].items():
+            assert torch.allclose(tensor, resumed[part][name], rtol=1e-4, atol=1e-6), f"{part}.{name}"
 
 
 def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
@@ -96,25 +112,63 @@ def test_a_run_directory_is_never_trained_over(tiny_cfg, tmp_path, train_tiny):
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
 
 
-def test_a_non_finite_loss_falls_back_to_the_checkpoint_with_a_lower_learning_rate(tiny_cfg, tmp_path, monkeypatch, capsys, train_tiny):
+def nan_on_calls(monkeypatch, calls):
+    """SVI.step returns NaN on the given (1-based) calls."""
     import pyro.infer
-    real_step, calls = pyro.infer.SVI.step, {"n": 0}
+    real_step, count = pyro.infer.SVI.step, {"n": 0}
 
-    def step_with_one_nan(self, *args, **kwargs):
-        calls["n"] += 1
-        return float("nan") if calls["n"] == 6 else real_step(self, *args, **kwargs)
+    def step(self, *args, **kwargs):
+        count["n"] += 1
+        return float("nan") if count["n"] in calls else real_step(self, *args, **kwargs)
+    monkeypatch.setattr(pyro.infer.SVI, "step", step)
 
-    monkeypatch.setattr(pyro.infer.SVI, "step", step_with_one_nan)
-    state = train_tiny(tiny_cfg, tmp_path / "r")
-    assert state["lr"] == tiny_cfg.lr / 2 and state["step"] == 8
+
+def test_a_non_finite_loss_goes_back_to_the_checkpoint_at_half_the_learning_rate(tiny_cfg, tmp_path, monkeypatch, capsys,
+                                                                                train_tiny):
+    nan_on_calls(monkeypatch, {6})  # step 5, in epoch 1: back to the end of epoch 0, step 4
+    cfg = tiny_cfg.replace(hyperprior_epochs=0)  # 2 epochs of 4 steps, stage 1 only
+    state = train_tiny(cfg, tmp_path / "r")
+    assert state["lr"] == cfg.lr / 2 and state["step"] == 8
+    assert adam_steps(state) == {8}  # Adam's moments came back with the networks, and went on
     assert all(torch.isfinite(t).all() for t in state["model"].values())
     assert "non-finite loss at step 5" in capsys.readouterr().err
+    with open(tmp_path / "r" / "log.csv", newline="") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [1, 2, 3, 4, 5, 5, 6, 7, 8]  # step 5 went again
+
+
+def test_a_loss_that_stays_non_finite_stops_training_and_leaves_the_checkpoint(tiny_cfg, tmp_path, monkeypatch, train_tiny):
+    train_tiny(tiny_cfg, tmp_path / "r", max_steps=4)
+    before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
+    nan_on_calls(monkeypatch, set(range(1, 100)))
+    with pytest.raises(TrainingError, match="after 3 restores"):
+        train_tiny(tiny_cfg, tmp_path / "r", resume=True, time_budget=60)
+    assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
+    with pytest.raises(TrainingError, match="before any checkpoint"):
+        train_tiny(tiny_cfg, tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / "checkpoint.pt").exists()
+
+
+def test_a_second_process_cannot_train_the_same_run(tiny_cfg, tmp_path, train_tiny):
+    import os
+    import subprocess
+    import sys
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / ".lock").write_text(str(sleeper.pid))
+        with pytest.raises(InputError, match=f"another process \\(pid {sleeper.pid}\\)"):
+            train_tiny(tiny_cfg, run_dir, max_steps=1)
+        assert not (run_dir / "checkpoint.pt").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    state = train_tiny(tiny_cfg, run_dir, max_steps=1)  # the lock of a process that has ended is taken over
+    assert state["step"] == 1 and not (run_dir / ".lock").exists()
+    assert os.getpid()  # this process held the lock and let it go
 
 
 def test_a_run_stopped_in_stage_1_gets_its_scene_prior_and_keeps_its_decomposition(tiny_cfg, tmp_path, train_tiny):
-    import json
-
-    from pyro_objects.train import has_scene_prior
     cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0)  # 4 steps an epoch, no stage 2 of its own
     before = train_tiny(cfg, tmp_path / "r", max_steps=8)  # stops at the start of epoch 2
     assert not has_scene_prior(before)
@@ -157,8 +211,6 @@ def test_schedules_and_durations(tiny_cfg):
 
 
 def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tiny_cfg, tmp_path, train_tiny):
-    import csv
-
     from pyro_objects.data import Dataset, polygons
     cfg = tiny_cfg.replace(epochs=2)  # 8 steps
     d = polygons.generate(16, seed=1, image_size=cfg.image_size)
@@ -166,9 +218,7 @@ def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tin
     plain = train_tiny(cfg, tmp_path / "plain")
     train_tiny(cfg, tmp_path / "scored", max_steps=5, eval_every=2, eval_data=held_out)
     scored = train_tiny(cfg, tmp_path / "scored", resume=True, eval_every=2, eval_data=held_out)
-    for part in ("model", "guide"):
-        for name, tensor in plain[part].items():
-            assert torch.equal(tensor, scored[part][name]), f"scoring changed {part}.{name}"
+    same_networks(plain, scored)
     with open(tmp_path / "scored" / "quality.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]  # across the stop and the resume
@@ -179,25 +229,24 @@ def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tin
     assert (tmp_path / "scored" / "figures" / "quality.png").is_file()
 
 
-def test_training_steps_the_same_weights_whether_or_not_pyro_registers_them(tiny_cfg):
-    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size, generator=torch.Generator().manual_seed(1))
-
-    def three_steps(register):
-        pyro.clear_param_store()
-        torch.manual_seed(0)
-        model, guide = Model(tiny_cfg), Guide(tiny_cfg)
-        before = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
-        _, svi, _ = stage_svi(1, tiny_cfg, model, guide, lr=1e-2)
-        model.pyro_params = guide.pyro_params = register
-        for step in range(3):
-            torch.manual_seed(step)
-            svi.step(x, temperature=0.5, sigma=0.1)
-        after = torch.cat([p.detach().flatten() for p in [*model.parameters(), *guide.parameters()]])
-        return before, after, len(pyro.get_param_store().keys())
-
-    before, registered, n_registered = three_steps(True)
-    _, unregistered, n_unregistered = three_steps(False)
-    assert n_registered == len(list(Model(tiny_cfg).parameters())) + len(list(Guide(tiny_cfg).parameters()))
-    assert n_unregistered == 0  # the training path skips Pyro's param store altogether...
-    assert not torch.equal(before, registered)
-    assert torch.equal(registered, unregistered)  # ...and steps the same weights, bit for bit
+def test_svi_trains_the_networks_own_weights_through_pyros_param_store(tiny_cfg):
+    """Pyro as shipped: pyro.module puts the networks' parameters themselves in the param store, and
+    SVI.step with pyro.optim.Adam moves them; stage 2 registers only ζ, ξ and Q(y)."""
+    pyro.clear_param_store()
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    stage = Stage(1, tiny_cfg, model, guide, 1e-2, "cpu", Speed())
+    assert type(stage.svi.optim) is pyro.optim.PyroOptim and stage.svi.optim.pt_optim_constructor is torch.optim.Adam
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pyro.validation_enabled(False):
+        stage.step(x, 0.5, 0.1)
+    store = pyro.get_param_store()
+    for name, p in model.named_parameters():
+        assert store[f"model$$${name}"] is p  # the very tensor, not a copy
+    assert not torch.equal(before["F_obj.0.1.weight"], model.F_obj[0][1].weight)
+    assert torch.equal(before["zeta.0.1.weight"], model.zeta[0][1].weight)  # unused in stage 1
+    pyro.clear_param_store()
+    stage = Stage(2, tiny_cfg, model, guide, 1e-2, "cpu", Speed())
+    with pyro.validation_enabled(False):
+        stage.step(x, 0.5, 0.1)
+    assert {k.split("$$$")[1].split(".")[0] for k in pyro.get_param_store().keys()} == {"zeta", "xi", "encode_y"}

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
+from ..config import CONFIGS
 from ..errors import InputError
-from . import clevr, dsprites, folder, polygons
+from . import clevr, dsprites, folder, polygons, shards
 
 GENERATORS = {"polygons": polygons.generate, "multi-dsprites": dsprites.generate, **clevr.generators()}
 SPLITS = ("train", "eval")
@@ -44,7 +46,6 @@ class Dataset:
 
 def read_npz(path, required, optional=()):
     """The named arrays of an .npz file, or an InputError that says what is wrong."""
-    import numpy as np
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} does not exist")
@@ -72,14 +73,13 @@ def split_seed(seed, split):
     return 2 * seed + SPLITS.index(split)
 
 
-def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
-    """A dataset by name: 'polygons', 'multi-dsprites', 'clevr3', 'clevr5', 'clevr5-vbg', or 'folder:PATH' (a folder or glob of
-    your own images); n images of the split (default: the config's size; all, for a folder).
-    With a config whose `cache` names a directory made by `pyro-objects data make`, the images
-    come from its checked shards instead of the generator."""
-    if cfg is not None and cfg.cache:
-        from . import shards
-        data = shards.read(cfg.cache, name, split, n, seed)
+def load(name, split="train", n=None, seed=0, device="cpu", cfg=None, cache=None):
+    """A dataset by name: 'polygons', 'multi-dsprites', 'clevr3', 'clevr5', 'clevr5-vbg', or 'folder:PATH' (a folder or
+    glob of your own images); n images of the split (default: the config's size; all, for a folder).
+    With cache, a directory made by `pyro-objects data make`, the images come from its checked shards
+    instead of the generator."""
+    if cache:
+        data = shards.read(cache, name, split, n, seed)
         return Dataset(name, data["images"], data.get("amodal"), data.get("count"))
     if name.startswith("folder:"):
         split_seed(seed, split)  # checks the split's name
@@ -88,7 +88,6 @@ def load(name, split="train", n=None, seed=0, device="cpu", cfg=None):
     if name not in GENERATORS:
         raise InputError(f"unknown dataset {name!r}: choose from {', '.join(sorted(GENERATORS))}")
     if n is None:
-        from ..config import CONFIGS
         cfg = cfg or CONFIGS[name]
         n = cfg.n_train if split == "train" else cfg.n_eval
     data = GENERATORS[name](n, split_seed(seed, split), device=device)

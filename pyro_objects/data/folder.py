@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
@@ -28,7 +29,6 @@ def image_files(spec):
 
 def load_image(path, image_size):
     """uint8 [N, N, 3]: the centred square of the image, resized; None if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")

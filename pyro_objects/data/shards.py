@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..runs import atomic_write
+from ..files import atomic_write
 
 VERSION = 2  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed)
 
@@ -47,14 +47,13 @@ def write_shards(data, split, out_dir, shard_size):
     return shards
 
 
-def make(name, sizes, out_dir, seed=0, shard_size=10_000, device="cpu", cfg=None, progress=None):
-    """Generate each split of a dataset and write it as shards. sizes: {split: n} -> the manifest dict."""
-    from . import load
+def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None):
+    """Write each (split, Dataset) of splits (one at a time, as they come) as shards, then the manifest.
+    -> the manifest dict"""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "splits": {}}
-    for split, n in sizes.items():
-        data = load(name, split, n, seed=seed, device=device, cfg=cfg)
+    for split, data in splits:
         manifest["image_size"] = data.image_size
         manifest["splits"][split] = {"images": len(data), "shards": write_shards(data, split, out_dir, shard_size)}
         if progress:

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import click
 
-from pyro_objects import evaluate as ev
-from pyro_objects import metrics
-from pyro_objects.runs import atomic_write
-
+from .. import metrics
+from ..evaluate import evaluate
+from ..files import atomic_write
+from ..report import fmt, markdown
+from ..score import score_files
 from . import main
-from .commands import pick_device
+from .common import pick_device
 
 
 @main.command("evaluate")
@@ -24,8 +25,8 @@ from .commands import pick_device
 @click.option("--device")
 def evaluate_command(run_dir, split, n, json_path, fid, fid_n, batch_size, device):
     """mIOU, aIOU, DPA, FG-ARI, MSE, FID and KID of a trained run, beside the paper's numbers."""
-    results, paths = ev.evaluate(run_dir, split, n, batch_size, pick_device(device), fid, fid_n, json_path)
-    click.echo(ev.markdown(results))
+    results, paths = evaluate(run_dir, split, n, batch_size, pick_device(device), fid, fid_n, json_path)
+    click.echo(markdown(results))
     click.echo(" ".join(f"{kind}: {path}" for kind, path in paths.items()))
 
 
@@ -44,11 +45,11 @@ def score_command(truth_path, pred_path, json_path, threshold, min_overlap):
     optionally images uint8 [N, H, W, 3]. PRED.npz: alpha float [N, J, H, W] (each slot's amodal
     alpha), depth float [N, J] (larger is farther), optionally recon float [N, H, W, 3] in [0, 1].
     """
-    scores = ev.score_files(truth_path, pred_path, threshold, min_overlap)
+    scores = score_files(truth_path, pred_path, threshold, min_overlap)
     for name in ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE"):
         if name in scores:
             support = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scores["support"][name].items())
-            click.echo(f"{name:7s}{ev._fmt(scores[name], '{:.4f}' if name != 'MSE' else '{:.3e}')}  ({support})")
+            click.echo(f"{name:7s}{fmt(scores[name], '{:.4f}' if name != 'MSE' else '{:.3e}')}  ({support})")
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write(json_path, lambda p: p.write_text(json.dumps(scores, indent=2) + "\n"))

@@ -1,9 +1,9 @@
-"""The pyro-objects command line: each command turns its options into library calls."""
+"""The pyro-objects command line: each command turns its options into one library call."""
 import click
 import matplotlib
 import torch
 
-from pyro_objects.errors import InputError
+from ..errors import InputError, TrainingError
 
 matplotlib.use("Agg")  # the commands write figures to files; no window is ever opened
 
@@ -14,7 +14,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except InputError as e:
+        except (InputError, TrainingError) as e:
             raise click.ClickException(str(e)) from None
         except torch.cuda.OutOfMemoryError as e:  # checkpoints are written atomically: nothing is lost
             first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
@@ -27,7 +27,4 @@ def main():
     """Learn, sample and decompose images made of objects."""
 
 
-from . import commands  # noqa: E402,F401  (registers the commands)
-from . import bench  # noqa: E402,F401
-from . import data  # noqa: E402,F401
-from . import evaluate  # noqa: E402,F401
+from . import bench, data, evaluate, models, train  # noqa: E402,F401  (each registers its commands)

@@ -1,13 +1,14 @@
-"""data show: look at a dataset's images and ground truth."""
+"""data make, data show: dataset caches, and a look at a dataset's images and ground truth."""
 from pathlib import Path
 
 import click
 
-from pyro_objects import data as datasets
-from pyro_objects.config import config_for
-from pyro_objects.viz import scenes_figure, truth_figure
-
+from .. import data as datasets
+from ..config import config_for
+from ..data import shards
+from ..viz import scenes_figure, truth_figure
 from . import main
+from .common import pick_device
 
 
 @main.group("data")
@@ -28,16 +29,15 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
 
     Each shard is also a ground-truth file for `pyro-objects score` (images, amodal, count).
     Train with the cache: pyro-objects train NAME --data DIR."""
-    from pyro_objects.data import shards
-    from .commands import pick_device
     cfg = config_for(name)
     if name.startswith("folder:"):
         raise click.ClickException("a folder of images is its own cache: train on folder:PATH directly")
     sizes = {"train": n or cfg.n_train, "eval": n_eval or cfg.n_eval}
     if min(sizes.values()) < 1 or shard_size < 1:
         raise click.ClickException("--n, --n-eval and --shard-size must be at least 1")
-    shards.make(name, sizes, out_dir, seed, shard_size, pick_device(device), cfg,
-                progress=lambda split, k: click.echo(f"{split}: {k} images"))
+    device = pick_device(device)
+    splits = ((split, datasets.load(name, split, n, seed, device, cfg)) for split, n in sizes.items())
+    shards.make(name, splits, out_dir, seed, shard_size, progress=lambda split, k: click.echo(f"{split}: {k} images"))
     click.echo(f"{name} -> {out_dir}/manifest.json")
 
 

@@ -1,9 +1,12 @@
-"""Throughput benchmarks: training, decomposition, sampling and data generation.
+"""Throughput: training steps, decomposition, sampling and data generation, in images/s.
 
-`plain_loss` is the objective of elbo.py written as one plain PyTorch function:
-the same networks, the same random draws in the same order, no Pyro. It is
-the yardstick for Pyro's per-step overhead, and a check that the Pyro program
-computes what we think it does (tests/test_bench.py).
+    pyro-objects bench polygons --batch-sizes 100,2000 --variants fp32+graphs,bf16+compile+channels_last+graphs
+
+Each variant is a `Speed` (`variant`); a row times the training step that `train` takes
+with it (`train.Stage`: SVI.step, or its CUDA graph), and beside it `plain_loss`, the
+objective of elbo.py written as one plain PyTorch function: the same networks, the same
+random draws in the same order, no Pyro. It is the yardstick of Pyro's per-step overhead,
+and a check that the Pyro program computes what we think it does (tests/test_bench.py).
 """
 import json
 import time
@@ -12,15 +15,17 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from . import data as datasets
-from .compositor import place
-from .decompose import decompose
-from .elbo import aggregate_l1, binary_alpha_penalty
-from .errors import InputError
-from .guide import Guide
-from .model import Model
-from .runs import atomic_write
-from .train import Adam, stage_1_step, stage_svi
+from .. import data as datasets
+from .. import fast
+from ..compositor import place
+from ..config import Speed
+from ..decompose import decompose
+from ..elbo import aggregate_l1, binary_alpha_penalty
+from ..errors import InputError
+from ..files import atomic_write
+from ..guide import Guide
+from ..model import Model
+from ..train import Stage
 
 
 def plain_loss(model, guide, x, temperature, sigma, elbo):
@@ -34,8 +39,8 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     theta = q_theta.rsample()
     q_z, q_d = guide.q_z_d(x, theta)
     z, d = q_z.rsample(), q_d.rsample()
-    placed = place(model.draw_objects(z), theta.reshape(B, J, N, N), cfg.placement)
-    x_mean = model.compose(placed, d, model.draw_background(z_bg[:, 0]), cfg.depth_softness)
+    placed = place(model.draw_objects(z), theta.reshape(B, J, N, N))
+    x_mean = model.blend(placed, d, model.draw_background(z_bg[:, 0]))
     standard = dist.Normal(x.new_zeros(()), x.new_ones(()))
     prior_d = dist.TransformedDistribution(standard, q_d.transforms)
     loss = -dist.Normal(x_mean, sigma).log_prob(x).sum()
@@ -49,9 +54,10 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
 
 
 def plain_training_step(model, guide, x, temperature, sigma, elbo):
-    """A function that takes one step on `plain_loss` with the torch Adam that training drives
-    through Pyro (`train.Adam`), driven directly."""
-    adam = Adam([model, guide], model.cfg.lr).adam
+    """A function that takes one step on `plain_loss` with one torch Adam over every parameter (fused on a
+    GPU, as `fast.FusedAdam` runs it)."""
+    params = [p for m in (model, guide) for p in m.parameters()]
+    adam = torch.optim.Adam(params, lr=model.cfg.lr, fused=all(p.is_cuda for p in params) or None)
 
     def step():
         adam.zero_grad(set_to_none=True)
@@ -77,54 +83,48 @@ def _time(fn, device, repeats, warmup):
 
 
 def variant(name):
-    """The config changes of a variant: a precision (fp32, bf16), flags (compile, channels_last,
-    graphs: CUDA graphs) and a placement (fft, direct) joined by '+', e.g. 'bf16+compile'. Flags it
-    does not name are off; fp32 unless bf16, FFT placement unless direct."""
-    changes = {"precision": "fp32", "compile": False, "channels_last": False, "placement": "fft", "cuda_graphs": False}
+    """The Speed of a variant: a precision (fp32, bf16) and flags (compile, channels_last, graphs: CUDA
+    graphs) joined by '+', e.g. 'bf16+compile'. Flags it does not name are off; fp32 unless bf16."""
+    speed = Speed(cuda_graphs=False)
     for part in name.split("+"):
         if part in ("fp32", "bf16"):
-            changes["precision"] = part
-        elif part in ("fft", "direct"):
-            changes["placement"] = part
+            speed = speed.replace(precision=part)
         elif part in ("compile", "channels_last"):
-            changes[part] = True
+            speed = speed.replace(**{part: True})
         elif part == "graphs":
-            changes["cuda_graphs"] = True
+            speed = speed.replace(cuda_graphs=True)
         else:
-            raise InputError(f"unknown part {part!r} of variant {name!r}: "
-                             "use fp32 or bf16, compile, channels_last, graphs, fft or direct")
-    return changes
+            raise InputError(f"unknown part {part!r} of variant {name!r}: use fp32 or bf16, compile, channels_last, graphs")
+    return speed
 
 
 def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=("fp32",), data_n=None):
     """One row of measurements per batch size and variant (see `variant`): images/s of a training
     step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation (data_n images
     a call; default the batch size), peak memory."""
-    pyro.enable_validation(False)
-    torch.backends.cudnn.benchmark = True  # as training runs
     temperature, sigma = 1.0, cfg.sigma[0]
-    configs = {name: cfg.replace(**variant(name)) for name in variants}  # a bad name fails before any timing
+    speeds = {name: variant(name) for name in variants}  # a bad name fails before any timing
     rows = []
     for B, name in [(B, v) for B in batch_sizes for v in variants]:
-        cfg = configs[name]
+        speed = speeds[name]
         # A compiled network compiles on its first call in each grad mode (TORCH_LOGS=recompiles shows
         # none after it): each row starts afresh, as a run of its own would, and warms up at least twice.
         torch.compiler.reset()
-        warm = max(warmup, 2) if cfg.compile else warmup
+        warm = max(warmup, 2) if speed.compile else warmup
         pyro.clear_param_store()
         torch.manual_seed(0)
-        model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+        model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), speed, device)
         x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
         if device != "cpu":
             torch.cuda.reset_peak_memory_stats()
-        _, svi, elbo = stage_svi(1, cfg, model, guide, cfg.lr)  # as training steps
-        step = stage_1_step(svi, elbo, cfg, device)
-        t_svi = _time(lambda: step(x, temperature, sigma), device, repeats, warm)
-        plain_step = plain_training_step(model, guide, x, temperature, sigma, elbo)
-        t_plain = _time(plain_step, device, repeats, warm)
-        with torch.no_grad():
-            t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
-            t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
+        stage = Stage(1, cfg, model, guide, cfg.lr, device, speed)  # as training steps
+        with pyro.validation_enabled(False):  # as training runs: argument checks read values on the host
+            t_svi = _time(lambda: stage.step(x, temperature, sigma), device, repeats, warm)
+            plain_step = plain_training_step(model, guide, x, temperature, sigma, stage.elbo)
+            t_plain = _time(plain_step, device, repeats, warm)
+            with torch.no_grad():
+                t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
+                t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
         n = data_n or B
         t_data = _time(lambda: datasets.load(cfg.dataset, "eval", n, device=device), device, max(3, repeats // 4), 1)
         rows.append({

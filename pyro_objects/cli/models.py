@@ -1,5 +1,4 @@
-"""train, sample, interpolate and decompose."""
-import os
+"""What a trained run does: sample, interpolate, decompose."""
 import re
 from pathlib import Path
 
@@ -7,118 +6,18 @@ import click
 import numpy as np
 import torch
 
-from pyro_objects import data as datasets
-from pyro_objects import interventions
-from pyro_objects.config import LOSS_WEIGHTS, config_for, parse_settings, quick
-from pyro_objects.decompose import decompose
-from pyro_objects.errors import InputError
-from pyro_objects.interpolate import FACTORS, interpolate
-from pyro_objects.runs import load_run
-from pyro_objects.train import has_scene_prior, parse_duration, train
-from pyro_objects.viz import decomposition_figure, rows_figure, samples_figure, save_gif
-
+from .. import data as datasets
+from .. import interventions
+from ..data.folder import load_image
+from ..decompose import decompose
+from ..errors import InputError
+from ..evaluate import predict
+from ..interpolate import FACTORS, interpolate
+from ..runs import has_scene_prior, load_run
+from ..score import save_npz
+from ..viz import decomposition_figure, rows_figure, samples_figure, save_gif
 from . import main
-
-
-def pick_device(device):
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for, but this machine has no CUDA GPU")
-    return device
-
-
-def join_process_group(device):
-    """Join torchrun's process group: NCCL on GPUs, gloo on CPUs. Returns this process's device."""
-    import torch.distributed as dist
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        dist.init_process_group("nccl")
-        return f"cuda:{local}"
-    dist.init_process_group("gloo")
-    return device
-
-
-@main.command("train")
-@click.argument("dataset")
-@click.option("--quick", "is_quick", is_flag=True, help="Tiny data and networks: minutes on a CPU.")
-@click.option("--epochs", type=int, help="Epochs (default: the config's).")
-@click.option("--batch-size", type=int, help="Images per step (default: the config's).")
-@click.option("--n-train", type=int, help="Training images (default: the config's).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
-              help="Adam's learning rate (default: the config's, 5e-4 as in App. B); with --resume, "
-                   "the rate to go on with. Either way the config's lr_decay_epochs still step it down.")
-@click.option("--device", help="cpu or cuda (default: cuda if there is one).")
-@click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="bf16: networks under bf16 autocast.")
-@click.option("--compile", "compiled", is_flag=True, help="torch.compile the convolutional networks.")
-@click.option("--channels-last", is_flag=True,
-              help="Convolutional networks in channels_last layout. With bf16 and --compile, the fastest at large "
-                   "batches (docs/PERFORMANCE.md).")
-@click.option("--no-cuda-graphs", is_flag=True,
-              help="Launch every kernel of a step from Python instead of replaying the step as a CUDA graph "
-                   "(the default on one GPU: the same steps, about twice as fast at batch 100).")
-@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Set any config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
-                   "--set alpha_penalty=1e6; repeat for several. With --resume, only the loss weights "
-                   f"({', '.join(LOSS_WEIGHTS)}).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
-@click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
-@click.option("--no-hyperprior", is_flag=True,
-              help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
-@click.option("--scene-prior", "scene_prior_epochs", type=click.IntRange(min=1), metavar="EPOCHS",
-              help="With --resume: end the run with EPOCHS epochs of stage 2 alone, fitting the scene prior to a "
-                   "run stopped in stage 1 (Table 2); --n-train may set the images an epoch.")
-@click.option("--data", "cache", type=click.Path(file_okay=False),
-              help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
-@click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
-              help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
-                   "against the minutes trained: time to quality.")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, lr, device, run_dir, seed, precision, compiled,
-                  channels_last, no_cuda_graphs, settings, resume, time_budget, no_hyperprior, scene_prior_epochs, cache, eval_every):
-    """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
-
-    Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
-    (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes."""
-    cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
-    changes = {"epochs": epochs, "batch_size": batch_size, "n_train": n_train, "precision": precision,
-               "compile": compiled, "channels_last": channels_last}
-    changes = {k: v for k, v in changes.items() if v}
-    if scene_prior_epochs and not resume:
-        raise InputError("--scene-prior goes on from a trained run: give it with --resume")
-    if resume:
-        fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": None if scene_prior_epochs else n_train,
-                 "--precision": precision, "--compile": compiled, "--channels-last": channels_last,
-                 "--no-hyperprior": no_hyperprior, "--data": cache}
-        given = [name for name, value in fixed.items() if value]
-        if given:
-            raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
-                             "config (--lr, --time-budget, --eval-every, --device, --set of loss weights, and "
-                             "--scene-prior with --n-train can change)")
-    if cache:
-        changes["cache"] = str(Path(cache).resolve())
-    if no_hyperprior:
-        changes["hyperprior_epochs"] = 0
-    if resume:
-        weights = parse_settings(cfg, settings)  # train() takes only loss weights here
-    else:
-        weights, cfg = None, cfg.with_settings(settings)
-    cfg = cfg.replace(**changes)
-    run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
-    budget = parse_duration(time_budget) if time_budget else None
-    device = pick_device(device)
-    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1  # launched by torchrun: one process per GPU
-    if distributed:
-        device = join_process_group(device)
-    state = train(cfg, run_dir, device=device, seed=seed, resume=resume, time_budget=budget, eval_every=eval_every,
-                  lr=lr, scene_prior_epochs=scene_prior_epochs, n_train=n_train,
-                  cuda_graphs=False if no_cuda_graphs else None, weights=weights)
-    if distributed:
-        torch.distributed.destroy_process_group()
-    click.echo(f"{run_dir}: epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}; "
-               f"figures in {run_dir / 'figures'}")
+from .common import pick_device
 
 
 @main.command("sample")
@@ -199,7 +98,6 @@ def interpolate_command(run_dir, image_a, image_b, factor, steps, out, device):
 
 def read_image(spec, image_size):
     """One image [3, N, N] in [0, 1] from 'PATH.png' / 'PATH.jpg', or 'PATH.npz:I' (image I of 'images')."""
-    from pyro_objects.data.folder import load_image
     path, _, index = spec.rpartition(":")
     if path.lower().endswith(".npz") and index.strip().isdigit():
         images = read_images(path, image_size)
@@ -240,7 +138,6 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     decomposition_figure(x, decompose(model, guide, x), out)
     click.echo(f"{len(x)} images -> {out}")
     if pred_path:
-        from pyro_objects.evaluate import predict, save_npz
         save_npz(pred_path, predict(model, guide, images.cpu(), batch_size, device))
         click.echo(f"{len(images)} decompositions -> {pred_path}")
 

@@ -1,0 +1,22 @@
+"""What several commands share: the device, durations."""
+import re
+
+import torch
+
+from ..errors import InputError
+
+
+def pick_device(device):
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but this machine has no CUDA GPU")
+    return device
+
+
+def parse_duration(text):
+    """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    if not m:
+        raise InputError(f"cannot read the duration {text!r}: use e.g. 90s, 9m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]

@@ -1,0 +1,96 @@
+"""What training writes besides its checkpoint: log.csv and TensorBoard every few steps,
+quality.csv (held-out scores against minutes trained) and figures of the model as it learns."""
+import csv
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from .decompose import decompose
+from .evaluate import decomposition_scores
+from .interventions import sample
+from .report import PAPER
+from .viz import decomposition_figure, quality_figure, samples_figure
+
+QUALITY = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
+STAGE_2_TERMS = ("nll_theta", "nll_z", "nll_d", "kl_y")
+
+
+class Log:
+    """RUN/log.csv, and TensorBoard events in RUN/tb."""
+
+    def __init__(self, run_dir, resume):
+        self.path = Path(run_dir) / "log.csv"
+        self.file = open(self.path, "a" if resume else "w", newline="")
+        self.writer, self.fields = None, None
+        self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+
+    def step(self, at, loss, terms, temperature, sigma, images_per_s):
+        row = {"step": at["step"], "epoch": at["epoch"], "stage": at["stage"], "loss": loss,
+               **{k: float(v) for k, v in terms.items()}, "temperature": temperature, "sigma": sigma, "lr": at["lr"],
+               "images_per_s": images_per_s}
+        if self.writer is None:
+            if self.file.tell() > 0:  # resumed: keep the columns already there
+                with open(self.path, newline="") as f:
+                    self.fields = next(csv.reader(f))
+            else:  # stage 1's terms and stage 2's; a row leaves the other stage's blank
+                self.fields = list(row) + [t for t in STAGE_2_TERMS if t not in row]
+            self.writer = csv.DictWriter(self.file, self.fields, extrasaction="ignore")
+            if self.file.tell() == 0:
+                self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        for k, v in row.items():
+            if k not in ("step", "epoch"):
+                self.tb.add_scalar(k, v, at["step"])
+
+    def scalar(self, tag, value, step):
+        self.tb.add_scalar(tag, value, step)
+
+    def figure(self, tag, fig, epoch):
+        if fig is not None:
+            self.tb.add_figure(tag, fig, epoch)
+
+    def close(self):
+        self.file.close()
+        self.tb.close()
+
+
+def score_quality(run_dir, model, guide, eval_data, device, at, seconds, log):
+    """Append the decomposition scores of eval_data to RUN/quality.csv and redraw figures/quality.png."""
+    modes = model.training, guide.training
+    model.eval()
+    guide.eval()
+    scores, _ = decomposition_scores(model, guide, eval_data, device=device)
+    model.train(modes[0])
+    guide.train(modes[1])
+    row = {"step": at["step"], "epoch": at["epoch"], "minutes": seconds / 60, **{k: scores.get(k, "") for k in QUALITY}}
+    path = Path(run_dir) / "quality.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+    for k in QUALITY:
+        if row[k] != "":
+            log.scalar(f"quality/{k}", row[k], at["step"])
+    log.scalar("quality/speck_slots", len(scores["slots"]["specks"]), at["step"])  # label-free: slots drawing specks
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    quality_figure(rows, PAPER.get(eval_data.name, {}), Path(run_dir) / "figures" / "quality.png")
+
+
+def epoch_figures(run_dir, model, guide, data, device, epoch, log, scene_prior=False):
+    """figures/decomposition.png of the first 8 training images; with the scene prior, figures/samples.png."""
+    modes = model.training, guide.training
+    model.eval()  # batch norm by its running statistics, which drawing must not change
+    guide.eval()
+    x = data.batch(torch.arange(min(8, len(data))), device)
+    fig = decomposition_figure(x, decompose(model, guide, x), Path(run_dir) / "figures" / "decomposition.png")
+    log.figure("decomposition", fig, epoch)
+    if scene_prior:  # scenes from the hyperprior, as `pyro-objects sample` draws them
+        fig = samples_figure(sample(model, 8, hyperprior=True)[0], Path(run_dir) / "figures" / "samples.png")
+        log.figure("samples", fig, epoch)
+    model.train(modes[0])
+    guide.train(modes[1])

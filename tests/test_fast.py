@@ -1,0 +1,182 @@
+"""The acceleration layer computes what the plain path computes: the same loss, gradients and,
+after a few steps, parameters. The CUDA-graph, bf16 and compile cases run where they can."""
+import shutil
+
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI
+from torch import nn
+
+from pyro_objects import fast
+from pyro_objects.config import POLYGONS, Speed, quick
+from pyro_objects.data import Dataset, polygons
+from pyro_objects.elbo import from_config
+from pyro_objects.fast.networks import BroadcastUpsample, group_norm_by_channel
+from pyro_objects.guide import Guide
+from pyro_objects.model import Model
+from pyro_objects.nets import Upsample
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+COMPILER = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++") or shutil.which("c++")),
+                              reason="torch.compile on a CPU (Inductor) needs a C++ compiler, and none is on PATH")
+# One U-Net level, without max pooling: max pooling sends the gradient to the largest value of each 2×2 window,
+# and where two differ by rounding alone other kernels may pick the other one (1e-3 of the gradient's norm).
+SMOOTH = quick(POLYGONS).replace(position_unet=(8,))
+
+
+def networks(cfg, device="cpu", speed=None, seed=0):
+    """A model and guide from the same initial weights, accelerated as speed asks (None: the plain path)."""
+    pyro.clear_param_store()
+    torch.manual_seed(seed)
+    model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+    if speed is not None:
+        fast.accelerate(model, guide, speed, device)
+    return model, guide
+
+
+def weights(model, guide):
+    return torch.cat([p.detach().flatten().float().cpu() for m in (model, guide) for p in m.parameters()])
+
+
+def run_steps(cfg, x, n, device="cpu", speed=None, optim=None):
+    """Losses, first gradients and final weights of n stage-1 steps, seeded per step as training is."""
+    model, guide = networks(cfg, device, speed)
+    elbo = from_config(cfg)
+    svi = SVI(model, guide, optim or pyro.optim.Adam({"lr": 1e-3}), loss=elbo)
+    step = fast.stage_1_step(svi, elbo, speed or Speed(cuda_graphs=False), device)
+    losses, grads = [], None
+    with pyro.validation_enabled(False):
+        for i in range(n):
+            torch.manual_seed(100 + i)
+            if i == 0:  # the gradient the first step takes, from the same weights and draws
+                grads = torch.autograd.grad(elbo.differentiable_loss(model, guide, x[0], temperature=1.0, sigma=0.01),
+                                            [p for m in (model, guide) for p in m.parameters()], allow_unused=True)
+                grads = torch.cat([g.flatten().float().cpu() for g in grads if g is not None])
+                torch.manual_seed(100 + i)
+            losses.append(step(x[i % len(x)], 1.0 / (1 + i), 0.01 * (1 + i)))
+    return losses, grads, weights(model, guide)
+
+
+def close(a, b, tol):
+    return (a - b).norm() <= tol * b.norm()
+
+
+def test_fused_adam_and_channels_last_take_svi_steps_of_pyro_optim_adam():
+    x = torch.rand(2, 4, 3, SMOOTH.image_size, SMOOTH.image_size)
+    ref_losses, ref_grads, ref_weights = run_steps(SMOOTH, x, 4)
+    losses, grads, w = run_steps(SMOOTH, x, 4, speed=Speed(channels_last=True, cuda_graphs=False),
+                                 optim=fast.FusedAdam({"lr": 1e-3}))
+    assert losses == pytest.approx(ref_losses, rel=1e-5)
+    assert close(grads, ref_grads, 1e-5)
+    assert close(w, ref_weights, 1e-6) and not torch.equal(w, weights(*networks(SMOOTH)))
+
+
+def test_fused_adam_keeps_pyro_optim_adams_state_and_each_goes_on_from_the_other():
+    x = torch.rand(4, 3, SMOOTH.image_size, SMOOTH.image_size)
+
+    def steps(optims):  # one step with each optimiser in turn, the state handed on
+        model, guide = networks(SMOOTH)
+        state = None
+        with pyro.validation_enabled(False):
+            for i, optim in enumerate(optims):
+                if state is not None:
+                    optim.set_state(state)
+                svi = SVI(model, guide, optim, loss=from_config(SMOOTH))
+                torch.manual_seed(i)
+                svi.step(x, temperature=1.0, sigma=0.01)
+                state = optim.get_state()
+        return weights(model, guide), state
+
+    plain = [pyro.optim.Adam({"lr": 1e-3}) for _ in range(3)]
+    mixed = [fast.FusedAdam({"lr": 1e-3}), pyro.optim.Adam({"lr": 1e-3}), fast.FusedAdam({"lr": 1e-3})]
+    (w_plain, s_plain), (w_mixed, s_mixed) = steps(plain), steps(mixed)
+    assert close(w_mixed, w_plain, 1e-6)
+    assert s_mixed.keys() == s_plain.keys()
+    for name, s in s_plain.items():
+        if s["state"]:
+            assert int(s_mixed[name]["state"][0]["step"]) == 3
+            assert torch.allclose(s_mixed[name]["state"][0]["exp_avg_sq"], s["state"][0]["exp_avg_sq"], rtol=1e-4)
+
+
+def test_channels_last_weights_are_the_param_stores_own():
+    model, guide = networks(SMOOTH, speed=Speed(channels_last=True))
+    weight = guide.position.down[0][0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+    with pyro.validation_enabled(False):
+        guide(torch.rand(2, 3, SMOOTH.image_size, SMOOTH.image_size))
+    assert pyro.get_param_store()["guide$$$position.down.0.0.weight"] is weight
+
+
+@pytest.mark.parametrize("size", [(8, 10), (9, 10)])  # twice the size (the broadcast), and not (interpolate)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_broadcast_upsampling_is_interpolate_nearest(size, layout):
+    x = torch.randn(2, 3, 4, 5).to(memory_format=layout).requires_grad_()
+    up, ref = BroadcastUpsample()(x, size), Upsample()(x, size)
+    assert torch.equal(up, ref) and up.is_contiguous(memory_format=layout)
+    g = torch.randn_like(ref)
+    assert torch.allclose(*(torch.autograd.grad(y, x, g)[0] for y in (up, ref)), atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_group_norm_by_channel_is_group_norm(layout):
+    x = (3 + 2 * torch.randn(4, 16, 8, 8)).contiguous(memory_format=layout).requires_grad_()
+    weight, bias = torch.randn(16, requires_grad=True), torch.randn(16, requires_grad=True)
+    ours = group_norm_by_channel(x, 4, weight, bias, 1e-5)
+    stock = nn.functional.group_norm(x, 4, weight, bias, 1e-5)
+    assert torch.allclose(ours, stock, atol=1e-5)
+    assert ours.is_contiguous(memory_format=layout)
+    g = torch.randn_like(stock).contiguous(memory_format=layout)
+    grads = torch.autograd.grad(ours, (x, weight, bias), g)
+    for a, b in zip(grads, torch.autograd.grad(stock, (x, weight, bias), g)):
+        assert torch.allclose(a, b, atol=1e-4)
+    assert grads[0].is_contiguous(memory_format=layout)
+
+
+def test_bf16_networks_stay_close_to_float32_and_keep_their_checkpoint_keys():
+    x = torch.rand(4, 3, SMOOTH.image_size, SMOOTH.image_size)
+    plain, half = networks(SMOOTH), networks(SMOOTH, speed=Speed(precision="bf16"))
+    assert plain[1].state_dict().keys() == half[1].state_dict().keys()
+    full, low = plain[1].theta_logits(x), half[1].theta_logits(x)
+    assert low.dtype == torch.float32
+    assert close(low, full, 3e-2) and not torch.equal(low, full)  # bf16 keeps about 3 significant digits
+
+
+@COMPILER
+@pytest.mark.parametrize("speed", [Speed(compile=True), Speed(compile=True, channels_last=True)])  # ~20 s of Inductor each
+def test_compiled_networks_give_the_same_loss_and_gradients(speed):
+    x = torch.rand(1, 2, 3, SMOOTH.image_size, SMOOTH.image_size)
+    ref_losses, ref_grads, _ = run_steps(SMOOTH, x, 1)
+    losses, grads, _ = run_steps(SMOOTH, x, 1, speed=speed.replace(cuda_graphs=False))
+    assert losses == pytest.approx(ref_losses, rel=1e-4) and close(grads, ref_grads, 1e-4)
+    torch.compiler.reset()
+
+
+@GPU
+@pytest.mark.parametrize("speed", [Speed(), Speed(precision="bf16", compile=True, channels_last=True)])
+def test_graphed_steps_take_the_eager_steps(tiny_cfg, speed):
+    x = torch.rand(2, tiny_cfg.batch_size, 3, tiny_cfg.image_size, tiny_cfg.image_size, device="cuda")
+    eager_losses, _, eager_weights = run_steps(tiny_cfg, x, 5, "cuda", speed.replace(cuda_graphs=False),
+                                               fast.optimiser(1e-3, "cuda", speed.replace(cuda_graphs=False)))
+    graph_losses, _, graph_weights = run_steps(tiny_cfg, x, 5, "cuda", speed, fast.optimiser(1e-3, "cuda", speed))
+    # new batches, temperatures and σ reach the replays: the losses move as the eager ones do
+    tol = 1e-4 if speed.precision == "fp32" else 1e-2
+    assert graph_losses == pytest.approx(eager_losses, rel=tol)
+    assert close(graph_weights, eager_weights, tol)
+    torch.compiler.reset()
+
+
+@GPU
+def test_a_graphed_run_resumes_and_steps_its_learning_rate_down_as_an_eager_run_does(tiny_cfg, tmp_path):
+    from pyro_objects import runs
+    from pyro_objects.train import train
+    d = polygons.generate(32, seed=0, image_size=tiny_cfg.image_size)
+    data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0, lr_decay_epochs=(1, 2), lr_decay=0.1)  # 4 steps an epoch
+    kwargs = dict(device="cuda", data=data, figures=False, progress=False)
+    eager = train(runs.start(cfg, tmp_path / "eager"), speed=Speed(cuda_graphs=False), **kwargs)
+    train(runs.start(cfg, tmp_path / "graphed"), max_steps=6, **kwargs)  # a graph recorded at the first rate
+    graphed = train(runs.resume(tmp_path / "graphed"), **kwargs)         # must not replay it later
+    assert graphed["lr"] == eager["lr"] == pytest.approx(cfg.lr * 0.01)
+    for name, w in eager["model"].items():
+        assert torch.allclose(graphed["model"][name], w, atol=1e-5, rtol=1e-4), name
