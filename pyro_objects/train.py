@@ -46,6 +46,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
     eval_every: every this many steps, score the decomposition of eval_data (default: 500 held-out
     images) into RUN/quality.csv against the minutes trained: time to quality.
     """
+    clock = Clock(run.state, time_budget)  # the budget counts from here: data and compilation included
     cfg, lead = run.cfg, fast.rank() == 0  # only the first process writes the checkpoint, log and figures
     if cfg.batch_size % fast.world_size():
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over {fast.world_size()} processes")
@@ -56,7 +57,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         if eval_every and lead and eval_data is None:
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=run.cache)
         stage = Stage(at["stage"], cfg, model, guide, at["lr"], device, speed, run.state and run.state["optim"])
-        clock, log = Clock(run.state, time_budget), Log(run.dir, run.state is not None) if lead else None
+        log = Log(run.dir, run.state is not None) if lead else None
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=at["step"], disable=not (progress and lead),
                    unit="step", dynamic_ncols=True)
         restores, failing, stopped = 0, False, False  # restores since the last checkpoint; whether the last step failed
