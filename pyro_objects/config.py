@@ -145,10 +145,53 @@ def quick(cfg):
     )
 
 
+def check(cfg):
+    """cfg, or an InputError naming the first field whose value cannot be trained with, and what it must be."""
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    def count(x, low):
+        return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+    rules = {  # field: (holds?, what it must be)
+        "image_size": (count(cfg.image_size, 8), "a whole number of pixels, at least 8"),
+        "canvas_size": (count(cfg.canvas_size, 1), "a whole number of pixels, at least 1"),
+        "slots": (count(cfg.slots, 1), "a whole number, at least 1"),
+        "z_dim": (count(cfg.z_dim, 1), "a whole number, at least 1"),
+        "z_bg_dim": (count(cfg.z_bg_dim, 1), "a whole number, at least 1"),
+        "y_dim": (count(cfg.y_dim, 2), "a whole number, at least 2 (ζ and ξ read one half each)"),
+        "position_unet": (len(cfg.position_unet) > 0 and all(count(c, 1) for c in cfg.position_unet),
+                          "one or more channel counts, e.g. 32,64,128"),
+        "lr": (number(cfg.lr) and cfg.lr > 0, "a positive number"),
+        "batch_size": (count(cfg.batch_size, 1), "a whole number, at least 1"),
+        "epochs": (count(cfg.epochs, 1), "a whole number, at least 1"),
+        "n_train": (count(cfg.n_train, 1), "a whole number, at least 1"),
+        "n_eval": (count(cfg.n_eval, 1), "a whole number, at least 1"),
+        "sharpness": (len(cfg.sharpness) == 2 and all(map(number, cfg.sharpness)) and cfg.sharpness[0] > 0,
+                      "two numbers a, r (a > 0) of the inverse temperature a·2^(r·i)"),
+        "sigma": (len(cfg.sigma) == 2 and all(number(v) and v > 0 for v in cfg.sigma),
+                  "two positive numbers: σ before and after the switch"),
+        "sigma_switch": (number(cfg.sigma_switch) and 0 <= cfg.sigma_switch <= 1, "a fraction of the epochs, 0 to 1"),
+        "hyperprior_epochs": (count(cfg.hyperprior_epochs, 0) and cfg.hyperprior_epochs <= cfg.epochs,
+                              f"a whole number from 0 to epochs ({cfg.epochs})"),
+        "min_temperature": (number(cfg.min_temperature) and cfg.min_temperature > 0, "a positive number"),
+        "sigma_warmup": (number(cfg.sigma_warmup) and cfg.sigma_warmup > 0, "a positive number"),
+        "sigma_warmup_epochs": (count(cfg.sigma_warmup_epochs, 0), "a whole number, at least 0"),
+        "lr_decay_epochs": (all(count(e, 0) for e in cfg.lr_decay_epochs), "whole numbers of epochs, e.g. 72,107"),
+        "lr_decay": (number(cfg.lr_decay) and cfg.lr_decay > 0, "a positive number"),
+        **{name: (number(getattr(cfg, name)) and getattr(cfg, name) >= 0, "a number, at least 0")
+           for name in ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty", "depth_softness")},
+    }
+    for name, (holds, what) in rules.items():
+        if not holds:
+            raise InputError(f"{name} = {getattr(cfg, name)!r} cannot be trained with: it must be {what}")
+    return cfg
+
+
 def with_settings(cfg, settings, allowed=None):
-    """A copy of cfg with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"];
+    """A copy of cfg with fields set from text, e.g. ["alpha_penalty=1e6", "sigma=0.005,0.004"], checked;
     allowed: the names that may be set (default: every field without an option of its own)."""
-    return cfg.replace(**parse_settings(cfg, settings, allowed))
+    return check(cfg.replace(**parse_settings(cfg, settings, allowed)))
 
 
 def parse_settings(cfg, settings, allowed=None):

@@ -26,6 +26,7 @@ from . import metrics
 from .data import clevr, dsprites, polygons
 from .decompose import decompose
 from .errors import InputError
+from .files import check_output
 from .report import PAPER, write_results
 from .runs import has_scene_prior, load_run
 
@@ -42,7 +43,8 @@ def decompose_batches(model, guide, images, batch_size=100, device="cpu", desc="
     for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
         x = datasets.to_float(images[i:i + batch_size].to(device))
         parts = decompose(model, guide, x)
-        yield {"alpha": parts["alpha"].cpu(), "depth": parts["depth"].cpu(), "theta": parts["theta"].cpu(),
+        # placement by FFT rounds alpha a little past 0 and 1
+        yield {"alpha": parts["alpha"].clamp(0, 1).cpu(), "depth": parts["depth"].cpu(), "theta": parts["theta"].cpu(),
                "recon": parts["recon"].clamp(0, 1).permute(0, 2, 3, 1).cpu()}
 
 
@@ -202,8 +204,12 @@ def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=
     """
     if n < 1:
         raise InputError("--n must be at least 1")
+    json_path = Path(json_path or Path(run_dir) / "results.json")
+    for path, kind in ((json_path, "json"), (json_path.with_suffix(".md"), "md"),
+                       (json_path.with_name(json_path.stem + "-dpa.png"), "png")):
+        check_output(path, kind)  # before any work
     cfg, model, guide, state = load_run(run_dir, device)
     data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg, cache=state.get("cache"))
     results = evaluate_data(model, guide, cfg, data, split, batch_size, device, fid, fid_n, seed, has_scene_prior(state))
     results["run"] = str(run_dir)
-    return results, write_results(results, Path(json_path or Path(run_dir) / "results.json"))
+    return results, write_results(results, json_path)

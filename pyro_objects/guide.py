@@ -25,13 +25,13 @@ class Guide(nn.Module):
         self.cfg = cfg
         N, M, J = cfg.image_size, cfg.canvas_size, cfg.slots
         self.position = UNet(3, J, cfg.position_unet)
-        self.encode_object = build(cfg.obj_encoder, (3, M, M) if cfg.attentive else (4, N, N))
-        self.encode_background = build(cfg.bg_encoder, (3, N, N))
+        self.encode_object = build(cfg.obj_encoder, (3, M, M) if cfg.attentive else (4, N, N), "obj_encoder")
+        self.encode_background = build(cfg.bg_encoder, (3, N, N), "bg_encoder")
         if self.encode_object.out_shape != (2 * (cfg.z_dim + 1),):
             raise ValueError(f"obj_encoder must end in d{2 * (cfg.z_dim + 1)} (mean and scale of z and d)")
         if self.encode_background.out_shape != (2 * cfg.z_bg_dim,):
             raise ValueError(f"bg_encoder must end in d{2 * cfg.z_bg_dim} (mean and scale of z_bg)")
-        y_obj = build(cfg.y_encoder, (cfg.z_dim + 3,))
+        y_obj = build(cfg.y_encoder, (cfg.z_dim + 3,), "y_encoder")
         self.encode_y = nn.ModuleDict({"object": y_obj, "head": nn.Linear(y_obj.out_shape[0], 2 * cfg.y_dim)})
         self.register_buffer("grid", pixel_grid(N), persistent=False)
 

@@ -38,6 +38,7 @@ from .compositor import modal_segmentation
 
 THRESHOLD = 0.3     # Sec. 5.2: a slot covers a pixel where α*_j > 0.3
 MIN_OVERLAP = 30    # Sec. 5.2: DPA scores pairs whose amodal masks share at least 30 pixels
+NOT_APPLICABLE = "needs a model that predicts depth and amodal masks"
 
 
 def present_slots(count, K):
@@ -57,9 +58,13 @@ def truth_masks(amodal, count):  # Sec. 5.2: ground-truth modal masks from amoda
 
 
 def predicted_masks(alpha, depth, threshold=THRESHOLD):  # Sec. 5.2: masks are α*_j > 0.3
-    """alpha: [N, J, H, W], depth: [N, J] ->
+    """alpha: [N, J, H, W], depth: [N, J], or None for a model without depth (its alphas are modal
+    masks that share each pixel, as Slot Attention's and MONet's do: a pixel goes to its largest) ->
         amodal bool [N, J, H, W], modal bool [N, J, H, W], segmentation [N, H, W] (-1 background)
     """
+    if depth is None:
+        segmentation = alpha.argmax(1)
+        return alpha > threshold, one_hot_masks(segmentation, alpha.shape[1]), segmentation
     segmentation = modal_segmentation(alpha, depth, threshold)
     return alpha > threshold, one_hot_masks(segmentation, alpha.shape[1]), segmentation
 
@@ -177,21 +182,25 @@ def mse(recon, images):  # Table 4: reconstruction MSE on [0, 1] pixel values
 def per_image(amodal, count, alpha, depth, recon=None, images=None, threshold=THRESHOLD):
     """Everything the summary needs from one batch.
 
-    amodal: bool [B, K, H, W] back to front, count: int [B], alpha: [B, J, H, W], depth: [B, J];
-    recon [B, H, W, 3] and images uint8 [B, H, W, 3] optional ->
+    amodal: bool [B, K, H, W] back to front, count: int [B], alpha: [B, J, H, W], depth: [B, J] (None: a model
+    without depth and amodal masks, which gets no aIOU or pair order); recon [B, H, W, 3] and images uint8
+    [B, H, W, 3] optional ->
         dict of modal_iou, amodal_iou [B, K] (NaN: not scored), fg_ari [B] (NaN: undefined),
         pair_image, pair_overlap, pair_correct [P], and mse [B] if recon and images are given
     """
     K, J = amodal.shape[1], alpha.shape[1]
     amodal, modal, truth_seg = truth_masks(amodal.bool(), count)
-    pred_amodal, pred_modal, pred_seg = predicted_masks(alpha.float(), depth.float(), threshold)
+    pred_amodal, pred_modal, pred_seg = predicted_masks(alpha.float(), None if depth is None else depth.float(), threshold)
     visible, present = modal.flatten(2).any(2), present_slots(count, K)
     modal_table, amodal_table = iou_table(modal, pred_modal), iou_table(amodal, pred_amodal)
     modal_match, amodal_match = match_all(modal_table, visible), match_all(amodal_table, present)
-    image, overlap, correct = depth_pairs(amodal, present, depth.float(), amodal_match)
+    if depth is None:  # no order to score: no pairs, and amodal IoU not scored
+        image, overlap, correct = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+    else:
+        image, overlap, correct = depth_pairs(amodal, present, depth.float(), amodal_match)
     out = {
         "modal_iou": matched_iou(modal_table, modal_match, visible),
-        "amodal_iou": matched_iou(amodal_table, amodal_match, present),
+        "amodal_iou": matched_iou(amodal_table, amodal_match, present & (depth is not None)),
         "fg_ari": fg_ari(truth_seg, pred_seg, K, J),
         "pair_image": image, "pair_overlap": overlap, "pair_correct": correct,
     }
@@ -253,7 +262,8 @@ def score(truth, pred, threshold=THRESHOLD, min_overlap=MIN_OVERLAP, batch_size=
 
     truth: {"amodal" bool [N, K, H, W], "count" int [N], optional "images" uint8 [N, H, W, 3]};
     pred: {"alpha" [N, J, H, W], "depth" [N, J], optional "recon" [N, H, W, 3]} (tensors or arrays) ->
-        summarise()'s dict
+        summarise()'s dict. Without "depth" (a model with neither depth nor amodal masks) aIOU and DPA are
+        None and "not_applicable" says why; each pixel then belongs to its slot of largest alpha.
     """
     t = {k: torch.as_tensor(v) for k, v in truth.items()}
     p = {k: torch.as_tensor(v) for k, v in pred.items()}
@@ -261,6 +271,11 @@ def score(truth, pred, threshold=THRESHOLD, min_overlap=MIN_OVERLAP, batch_size=
     for i in range(0, len(t["count"]), batch_size):
         s = slice(i, i + batch_size)
         recon, images = p.get("recon"), t.get("images")
-        parts.append(per_image(t["amodal"][s], t["count"][s], p["alpha"][s], p["depth"][s],
+        depth = p["depth"][s] if "depth" in p else None
+        parts.append(per_image(t["amodal"][s], t["count"][s], p["alpha"][s], depth,
                                None if recon is None else recon[s], None if images is None else images[s], threshold))
-    return summarise(concat(parts), min_overlap)
+    out = summarise(concat(parts), min_overlap)
+    if "depth" not in p:
+        out["not_applicable"] = dict.fromkeys(["aIOU", "DPA"], NOT_APPLICABLE)
+        out["dpa_curve"] = None
+    return out

@@ -56,8 +56,8 @@ class Model(nn.Module):
         super().__init__()
         self.cfg = cfg
         N, J = cfg.image_size, cfg.slots
-        self.F_obj = build(cfg.obj_decoder, (cfg.z_dim,))
-        self.F_bg = build(cfg.bg_decoder, (cfg.z_bg_dim,))
+        self.F_obj = build(cfg.obj_decoder, (cfg.z_dim,), "obj_decoder")
+        self.F_bg = build(cfg.bg_decoder, (cfg.z_bg_dim,), "bg_decoder")
         if self.F_obj.out_shape != (4, cfg.canvas_size, cfg.canvas_size):
             raise ValueError(f"obj_decoder draws {self.F_obj.out_shape}, not a 4×{cfg.canvas_size}×{cfg.canvas_size} canvas")
         if self.F_bg.out_shape != (3, N, N):
@@ -65,10 +65,10 @@ class Model(nn.Module):
         # Footnote 1: ζ reads the first half of y, ξ the second, so positions and
         # appearances can be intervened on separately.
         self.y_pos = cfg.y_dim // 2
-        self.zeta = build(cfg.zeta, (self.y_pos,))
+        self.zeta = build(cfg.zeta, (self.y_pos,), "zeta")
         if self.zeta.out_shape != (J, N, N):
             raise ValueError(f"zeta draws {self.zeta.out_shape}, not {J}×{N}×{N} position logits")
-        xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,))
+        xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,), "xi")
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)
 

@@ -47,15 +47,18 @@ class View(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
-def build(spec, in_shape):
+def build(spec, in_shape, name="network"):
     """Build an nn.Sequential from a Table 5 string.
 
-    in_shape: (C, H, W) for an image input or (D,) for a vector input.
+    in_shape: (C, H, W) for an image input or (D,) for a vector input; name: what errors call it.
     Returns the network; its output shape is `net.out_shape`.
     """
     layers, shape = [], tuple(in_shape)
     for token in spec.split("-"):
-        layer, shape = _layer(token, shape)
+        try:
+            layer, shape = _layer(token, shape)
+        except ValueError as e:
+            raise ValueError(f"{name} {spec!r}: {e}") from None
         layers.append(layer)
         m = _LAYER.match(token)
         if m and m.group(1) != "r" and _ACT[m.group(5)]:
@@ -83,7 +86,7 @@ def _layer(token, shape):
         return View(new), new
     m = _LAYER.match(token)
     if not m:
-        raise ValueError(f"unknown layer {token!r} in network spec")
+        raise ValueError(f"unknown layer {token!r}")
     kind, width, k, s = m.group(1), int(m.group(2)), m.group(3), m.group(4)
     if kind == "d":
         flat = math.prod(shape)

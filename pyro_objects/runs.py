@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 
-from .config import LOSS_WEIGHTS, Config
+from .config import LOSS_WEIGHTS, Config, check
 from .errors import InputError
 from .files import atomic_write
 from .guide import Guide
@@ -56,7 +56,7 @@ def start(cfg, run_dir, seed=0, lr=None, cache=None):
     run_dir = Path(run_dir)
     if (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
-    cfg = cfg.replace(lr=lr or cfg.lr)
+    cfg = check_networks(check(cfg.replace(lr=lr or cfg.lr)))
     return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, str(Path(cache).resolve()) if cache else None)
 
 
@@ -81,8 +81,17 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
         if others:
             raise InputError(f"cannot change {', '.join(others)} of a resumed run: only its loss weights "
                              f"({', '.join(LOSS_WEIGHTS)})")
-        cfg = cfg.replace(**weights)
+        cfg = check(cfg.replace(**weights))
     return Run(Path(run_dir), cfg, state["seed"], state, lr or state["lr"], lr or cfg.lr, state.get("cache"))
+
+
+def check_networks(cfg):
+    """cfg, if its networks build and fit its sizes; else an InputError that names what does not fit."""
+    try:
+        Model(cfg), Guide(cfg)
+    except (ValueError, RuntimeError) as e:
+        raise InputError(f"the networks of this config do not fit together: {e}") from None
+    return cfg
 
 
 def has_scene_prior(state):

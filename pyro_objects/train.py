@@ -54,6 +54,9 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         model, guide, at = _networks(run, device, speed)
         data = data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache)
         steps_per_epoch = _steps_per_epoch(cfg, data)
+        if lead:  # written once the run can start, so that a refused one leaves nothing behind
+            run.dir.mkdir(parents=True, exist_ok=True)
+            save_config(run.dir, cfg)
         if eval_every and lead and eval_data is None:
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=run.cache)
         stage = Stage(at["stage"], cfg, model, guide, at["lr"], device, speed, run.state and run.state["optim"])
@@ -187,9 +190,6 @@ class Clock:
 def _networks(run, device, speed):
     """The run's model and guide on device (from its checkpoint, or initialised from its seed), run as
     speed asks, and where training stands: {epoch, batch, step, stage, lr}."""
-    if fast.rank() == 0:
-        run.dir.mkdir(parents=True, exist_ok=True)
-        save_config(run.dir, run.cfg)
     pyro.clear_param_store()
     torch.manual_seed(run.seed)
     model, guide = Model(run.cfg).to(device), Guide(run.cfg).to(device)

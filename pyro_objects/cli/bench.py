@@ -3,6 +3,7 @@ import click
 
 from ..config import config_for, quick
 from ..errors import InputError
+from ..files import check_output
 from ..tools.bench import bench, table, write_json
 from ..tools.profile import profile_step
 from . import main
@@ -12,7 +13,7 @@ from .common import pick_device
 @main.command("bench")
 @click.argument("dataset", default="polygons")
 @click.option("--batch-sizes", default="100", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--repeats", type=int, default=20, show_default=True, help="Timed repeats per figure (median).")
+@click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True, help="Timed repeats per figure (median).")
 @click.option("--variants", "--precision", default="fp32", show_default=True,
               help="Comma-separated; each a precision (fp32, bf16) and flags (compile, channels_last, graphs) "
                    "joined by '+', e.g. fp32,fp32+graphs,bf16+compile+channels_last+graphs. --precision is its old name.")
@@ -27,6 +28,9 @@ def bench_command(dataset, batch_sizes, repeats, variants, data_n, is_quick, dev
         sizes = [int(b) for b in batch_sizes.split(",")]
     except ValueError:
         raise InputError(f"--batch-sizes must be integers separated by commas, not {batch_sizes!r}") from None
+    if min(sizes) < 1:
+        raise InputError(f"--batch-sizes must be at least 1, not {min(sizes)}")
+    json_path = check_output(json_path, "json") if json_path else None
     cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
     rows = bench(cfg, pick_device(device), sizes, repeats=repeats, warmup=max(2, repeats // 4),
                  variants=variants.split(","), data_n=data_n)

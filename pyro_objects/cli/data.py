@@ -6,6 +6,7 @@ import click
 from .. import data as datasets
 from ..config import config_for
 from ..data import shards
+from ..files import check_output
 from ..viz import scenes_figure, truth_figure
 from . import main
 from .common import pick_device
@@ -18,11 +19,11 @@ def data_group():
 
 @data_group.command("make")
 @click.argument("name")
-@click.option("--n", type=int, help="Training images (default: the config's, 90,000).")
-@click.option("--n-eval", type=int, help="Held-out images (default: the config's, 10,000).")
+@click.option("--n", type=click.IntRange(min=1), help="Training images (default: the config's, 90,000).")
+@click.option("--n-eval", type=click.IntRange(min=1), help="Held-out images (default: the config's, 10,000).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the shards.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--shard-size", type=int, default=10_000, show_default=True, help="Images per shard.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Images per shard.")
 @click.option("--device", help="Where to generate (default: the GPU if there is one).")
 def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
     """Generate a dataset's train and eval splits into uint8 shards with a manifest of checksums.
@@ -33,8 +34,7 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
     if name.startswith("folder:"):
         raise click.ClickException("a folder of images is its own cache: train on folder:PATH directly")
     sizes = {"train": n or cfg.n_train, "eval": n_eval or cfg.n_eval}
-    if min(sizes.values()) < 1 or shard_size < 1:
-        raise click.ClickException("--n, --n-eval and --shard-size must be at least 1")
+    shards.check_new(out_dir, sizes, shard_size)
     device = pick_device(device)
     splits = ((split, datasets.load(name, split, n, seed, device, cfg)) for split, n in sizes.items())
     shards.make(name, splits, out_dir, seed, shard_size, progress=lambda split, k: click.echo(f"{split}: {k} images"))
@@ -43,15 +43,15 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
 
 @data_group.command("show")
 @click.argument("name")
-@click.option("--n", type=int, default=16, show_default=True, help="Images to show.")
-@click.option("--split", default="train", show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=16, show_default=True, help="Images to show.")
+@click.option("--split", type=click.Choice(["train", "eval"]), default="train", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: NAME.png).")
 def show_command(name, n, split, seed, out):
     """A grid of images with their modal segmentation and amodal masks."""
     cfg = config_for(name)
+    out = check_output(out or f"{Path(name.split(':')[-1]).name}.png", "png")
     d = datasets.load(name, split, n, seed=seed, cfg=cfg)
-    out = Path(out or f"{Path(name.split(':')[-1]).name}.png")
     if d.has_truth:
         truth_figure(d.images[:n], d.amodal[:n], d.count[:n], out)
     else:

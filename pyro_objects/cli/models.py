@@ -12,6 +12,7 @@ from ..data.folder import load_image
 from ..decompose import decompose
 from ..errors import InputError
 from ..evaluate import predict
+from ..files import check_output
 from ..interpolate import FACTORS, interpolate
 from ..runs import has_scene_prior, load_run
 from ..score import save_npz
@@ -22,7 +23,7 @@ from .common import pick_device
 
 @main.command("sample")
 @click.argument("run_dir", type=click.Path())
-@click.option("--n", type=int, default=64, show_default=True, help="Scenes to generate.")
+@click.option("--n", type=click.IntRange(min=1), default=64, show_default=True, help="Scenes to generate.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/samples.png).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--place", "placements", multiple=True, metavar="J:R,C",
@@ -38,17 +39,16 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
     With --place or --front the same scenes are drawn again under pyro.poutine.do on θ or d
     (every other latent as it was); the scenes before the intervention go to OUT-before.png.
     """
-    if n < 1:
-        raise InputError("--n must be at least 1")
+    out = check_output(out or Path(run_dir) / "figures" / "samples.png", "png")
+    before = check_output(out.with_name(f"{out.stem}-before{out.suffix}"), "png") if placements or front is not None else None
+    requests = [parse_place(p) for p in placements]
     device = pick_device(device)
     cfg, model, guide, state = load_run(run_dir, device)
     torch.manual_seed(seed)
     scenes, trace = interventions.sample(model, n, sigma=state["sigma"], hyperprior=has_scene_prior(state))
-    out = Path(out or Path(run_dir) / "figures" / "samples.png")
-    if placements or front is not None:
-        samples_figure(scenes, out.with_name(f"{out.stem}-before{out.suffix}"))
-        theta = interventions.one_hot_at(trace.nodes["theta"]["value"], [parse_place(p) for p in placements],
-                                         cfg.image_size) if placements else None
+    if before is not None:
+        samples_figure(scenes, before)
+        theta = interventions.one_hot_at(trace.nodes["theta"]["value"], requests, cfg.image_size) if requests else None
         d = interventions.nearest(trace.nodes["d"]["value"], front, cfg.depth_softness) if front is not None else None
         scenes = interventions.intervene(model, trace, theta=theta, d=d)
     samples_figure(scenes, out)
@@ -70,7 +70,7 @@ def parse_place(text):
 @click.option("--b", "image_b", required=True, metavar="IMG", help="The last image, like --a.")
 @click.option("--factor", type=click.Choice(FACTORS), default="both", show_default=True,
               help="What moves: position (the first half of y), appearance (the second half), or both.")
-@click.option("--steps", type=int, default=8, show_default=True, help="Scenes on the way, both ends included.")
+@click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True, help="Scenes on the way, both ends included.")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="A .png figure or an animated .gif (default: RUN_DIR/figures/interpolate-FACTOR.png).")
 @click.option("--device")
@@ -82,13 +82,14 @@ def interpolate_command(run_dir, image_a, image_b, factor, steps, out, device):
     ξ's means). The figure shows image a, the steps, then image b. Images that are not the
     run's size are centre-cropped and resized.
     """
+    out = Path(out or Path(run_dir) / "figures" / f"interpolate-{factor}.png")
+    out = check_output(out, "gif" if out.suffix.lower() == ".gif" else "png", inputs=[image_a, image_b])
     device = pick_device(device)
     cfg, model, guide, state = load_run(run_dir, device)
     if not has_scene_prior(state):
         raise InputError(f"{run_dir} has no trained scene prior (stage 2): train it to the end without --no-hyperprior")
     x_a, x_b = (read_image(spec, cfg.image_size).to(device) for spec in (image_a, image_b))
     frames = interpolate(model, guide, x_a, x_b, factor, steps)["x_mean"]
-    out = Path(out or Path(run_dir) / "figures" / f"interpolate-{factor}.png")
     if out.suffix.lower() == ".gif":
         save_gif(frames, out)
     else:
@@ -116,11 +117,11 @@ def read_image(spec, image_size):
 @click.argument("run_dir", type=click.Path())
 @click.option("--input", "input_path", type=click.Path(dir_okay=False),
               help="An .npz with 'images', uint8 [N, H, W, 3] (default: held-out images of the run's dataset).")
-@click.option("--n", type=int, default=8, show_default=True, help="Images in the figure.")
+@click.option("--n", type=click.IntRange(min=1), default=8, show_default=True, help="Images in the figure.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/decompose.png).")
 @click.option("--output", "pred_path", type=click.Path(dir_okay=False),
               help="Also export every input image's decomposition to this .npz (the format `score` reads).")
-@click.option("--batch-size", type=int, default=100, show_default=True, help="Images per batch for --output.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True, help="Images per batch for --output.")
 @click.option("--device")
 def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device):
     """Decompose images into objects, depths and amodal masks (a figure like the paper's Fig. 4).
@@ -129,12 +130,13 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     alpha float [N, J, H, W] (each slot's placed amodal alpha), depth float [N, J] (larger is
     farther), theta int [N, J, 2] (row, col of each slot's argmax pixel), recon float [N, H, W, 3] in [0, 1].
     """
+    out = check_output(out or Path(run_dir) / "figures" / "decompose.png", "png", inputs=[input_path])
+    pred_path = check_output(pred_path, "npz", inputs=[input_path]) if pred_path else None
     device = pick_device(device)
     cfg, model, guide, _ = load_run(run_dir, device)
     images = read_images(input_path, cfg.image_size) if input_path else \
-        datasets.load(cfg.dataset, "eval", max(n, 1), device=device, cfg=cfg).images
+        datasets.load(cfg.dataset, "eval", n, device=device, cfg=cfg).images
     x = datasets.to_float(images[:n].to(device))
-    out = Path(out or Path(run_dir) / "figures" / "decompose.png")
     decomposition_figure(x, decompose(model, guide, x), out)
     click.echo(f"{len(x)} images -> {out}")
     if pred_path:

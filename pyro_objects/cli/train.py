@@ -17,9 +17,9 @@ from .common import parse_duration, pick_device
 @main.command("train")
 @click.argument("dataset")
 @click.option("--quick", "is_quick", is_flag=True, help="Tiny data and networks: minutes on a CPU.")
-@click.option("--epochs", type=int, help="Epochs (default: the config's).")
-@click.option("--batch-size", type=int, help="Images per step (default: the config's).")
-@click.option("--n-train", type=int, help="Training images (default: the config's).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the config's).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (default: the config's).")
+@click.option("--n-train", type=click.IntRange(min=1), help="Training images (default: the config's).")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Set any other config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
                    "--set sigma=0.005,0.004; repeat for several. With --resume, only the loss weights "

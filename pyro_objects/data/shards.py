@@ -47,6 +47,22 @@ def write_shards(data, split, out_dir, shard_size):
     return shards
 
 
+def check_new(out_dir, sizes, shard_size):
+    """Refuse, before any work, an out_dir that holds a cache or a run, or files the shards would replace."""
+    out_dir = Path(out_dir)
+    if (out_dir / "manifest.json").exists():
+        held = json.loads((out_dir / "manifest.json").read_text()).get("dataset", "?") \
+            if (out_dir / "manifest.json").stat().st_size else "?"
+        raise InputError(f"{out_dir} already holds a dataset cache ({held!r}): choose another --out, or delete it first")
+    if (out_dir / "checkpoint.pt").exists():
+        raise InputError(f"{out_dir} holds a training run: choose another --out")
+    for split, n in sizes.items():
+        for i in range(-(-n // shard_size)):
+            if (out_dir / f"{split}-{i:05d}.npz").exists():
+                raise InputError(f"{out_dir / f'{split}-{i:05d}.npz'} exists and a shard would replace it: "
+                                 "choose another --out")
+
+
 def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None):
     """Write each (split, Dataset) of splits (one at a time, as they come) as shards, then the manifest.
     -> the manifest dict"""

@@ -10,6 +10,7 @@ and a check that the Pyro program computes what we think it does (tests/test_ben
 """
 import json
 import time
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -152,4 +153,5 @@ def table(rows):
 
 
 def write_json(rows, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: p.write_text(json.dumps(rows, indent=2) + "\n"))
