@@ -122,9 +122,23 @@ def blend_weights(alpha, d, tau):  # Eq. 10-11: alpha-blend far to near
     return alpha * transmittance, w_bg
 
 
-def compose(placed, d, x_bg, tau):  # Eq. 12: the image mean G(θ, z, d, z_bg)
-    """placed: [B, J, 4, N, N] (RGB, alpha), d: [B, J], x_bg: [B, 3, N, N] -> [B, 3, N, N]"""
-    w, w_bg = blend_weights(placed[:, :, 3], d, tau)
+def softmax_weights(alpha, d, tau):  # Eq. 9-11 read as the soft rasterizer's normalised blend (Liu et al. 2019)
+    """w_j ∝ α_j exp(-d_j / τ) and w_bg ∝ exp(-1 / τ) (the background at the far plane d = 1), normalised
+    so that every pixel's weights sum to one; as τ → 0 the nearest covering object takes the pixel.
+
+    alpha: [B, J, N, N], d: [B, J] -> (w: [B, J, N, N], w_bg: [B, N, N])
+    """
+    logits = torch.log(alpha.clamp_min(1e-6)) - d[:, :, None, None] / tau
+    background = torch.full_like(logits[:, :1], -1.0 / tau)
+    w = torch.softmax(torch.cat([logits, background], 1), 1)
+    return w[:, :-1], w[:, -1]
+
+
+def compose(placed, d, x_bg, tau, blend="order"):  # Eq. 12: the image mean G(θ, z, d, z_bg)
+    """placed: [B, J, 4, N, N] (RGB, alpha), d: [B, J], x_bg: [B, 3, N, N] -> [B, 3, N, N];
+    blend: 'order' (blend_weights) or 'softmax' (softmax_weights)."""
+    weights = {"order": blend_weights, "softmax": softmax_weights}[blend]
+    w, w_bg = weights(placed[:, :, 3], d, tau)
     return (w.unsqueeze(2) * placed[:, :, :3]).sum(1) + w_bg.unsqueeze(1) * x_bg
 
 

@@ -36,6 +36,9 @@ class Config:
     position_unet: tuple = (32, 64, 128, 128)  # Q(θ | x): a U-Net's channels per level
     y_encoder: str = "d256e-d256e"  # Q(y | z, θ, d): per object, summed over objects, then a dense layer
     attentive: bool = True          # Sec. 4: encode each object from the θ-weighted crop, not the whole image
+    xi_positions: str = "own"       # ξ sees y and 'own': θ_j alone (ours), or 'all': θ_j, then the other objects' θ (Eq. 5)
+    depth_blend: str = "order"      # 'order': Eq. 9-11 as soft back-to-front compositing (ours, weights sum to < 1 at
+                                    # ties); 'softmax': weights normalised over depth, as the soft rasterizer's
 
     # -- Training (Sec. 4, App. B)
     lr: float = 5e-4                # Adam's learning rate
@@ -43,7 +46,9 @@ class Config:
     epochs: int = 500
     n_train: int = 90_000           # training images
     n_eval: int = 10_000            # held-out images
-    sharpness: tuple = (1.0, 1e-4)  # (a, r): θ's inverse temperature is a·2^(r·i) after i steps of 100 images
+    sharpness: tuple = (1.0, 1e-4)  # (a, r) of θ's temperature schedule, read as temperature_reading says
+    temperature_reading: str = "inverse"  # App. B's "0.3 × 2^(0.0001×i)": 'inverse' (ours): the inverse temperature,
+                                          # i in steps of 100 images; 'epoch': the temperature itself, i in epochs
     sigma: tuple = (0.01 / math.sqrt(3), 0.01 / math.sqrt(5))  # likelihood scale σ before and after the switch
     sigma_switch: float = 0.5       # the fraction of the epochs after which σ switches
     beta_y: float = 0.01            # β on the KL of y (stage 2)
@@ -179,6 +184,9 @@ def check(cfg):
         "sigma_warmup_epochs": (count(cfg.sigma_warmup_epochs, 0), "a whole number, at least 0"),
         "lr_decay_epochs": (all(count(e, 0) for e in cfg.lr_decay_epochs), "whole numbers of epochs, e.g. 72,107"),
         "lr_decay": (number(cfg.lr_decay) and cfg.lr_decay > 0, "a positive number"),
+        "xi_positions": (cfg.xi_positions in ("own", "all"), "'own' or 'all'"),
+        "depth_blend": (cfg.depth_blend in ("order", "softmax"), "'order' or 'softmax'"),
+        "temperature_reading": (cfg.temperature_reading in ("inverse", "epoch"), "'inverse' or 'epoch'"),
         **{name: (number(getattr(cfg, name)) and getattr(cfg, name) >= 0, "a number, at least 0")
            for name in ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty", "depth_softness")},
     }

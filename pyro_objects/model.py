@@ -68,7 +68,9 @@ class Model(nn.Module):
         self.zeta = build(cfg.zeta, (self.y_pos,), "zeta")
         if self.zeta.out_shape != (J, N, N):
             raise ValueError(f"zeta draws {self.zeta.out_shape}, not {J}×{N}×{N} position logits")
-        xi = build(cfg.xi, (cfg.y_dim - self.y_pos + 2,), "xi")
+        # Eq. 5: ξ reads y's second half and object j's position, with 'all' then the other objects' positions
+        seen = 2 * (J if cfg.xi_positions == "all" else 1)
+        xi = build(cfg.xi, (cfg.y_dim - self.y_pos + seen,), "xi")
         self.xi = nn.Sequential(xi, nn.Linear(xi.out_shape[0], 2 * (cfg.z_dim + 1)))
         self.register_buffer("grid", pixel_grid(N), persistent=False)
 
@@ -128,7 +130,7 @@ class Model(nn.Module):
 
     def blend(self, placed, d, x_bg):  # G's soft depth order and alpha blending, far to near
         """placed: [B, J, 4, N, N], d: [B, J], x_bg: [B, 3, N, N] -> x_mean [B, 3, N, N]"""
-        return compose(placed, d, x_bg, self.cfg.depth_softness)
+        return compose(placed, d, x_bg, self.cfg.depth_softness, self.cfg.depth_blend)
 
     def zeta_logits(self, y, B):  # ζ(y): position logits for every slot; uniform without y
         """y: [B, Dy] or None -> [B, J, N*N]"""
@@ -136,13 +138,17 @@ class Model(nn.Module):
             return self.grid.new_zeros(B, self.cfg.slots, self.grid.shape[0])
         return self.zeta(y[:, :self.y_pos]).reshape(B, self.cfg.slots, -1)
 
-    def xi_params(self, y, theta):  # ξ(y, θ_j): prior mean and scale of (z_j, logit d_j); N(0, I) without y
+    def xi_params(self, y, theta):  # Eq. 5, ξ(y, θ): prior mean and scale of (z_j, logit d_j); N(0, I) without y
         """y: [B, Dy] or None, theta: [B, J, N*N] -> loc, scale: [B, J, Dz + 1]"""
         if y is None:
             loc = theta.new_zeros(theta.shape[:2] + (self.cfg.z_dim + 1,))
             return loc, torch.ones_like(loc)
+        B, J = theta.shape[:2]
         where = theta @ self.grid  # expected position of each object, [B, J, 2]
-        y_app = y[:, None, self.y_pos:].expand(-1, theta.shape[1], -1)
+        if self.cfg.xi_positions == "all":  # object j's position first, then the others' in slot order: [B, J, 2J]
+            others = torch.stack([torch.cat([where[:, :j], where[:, j + 1:]], 1).flatten(1) for j in range(J)], 1)
+            where = torch.cat([where, others], -1)
+        y_app = y[:, None, self.y_pos:].expand(-1, J, -1)
         loc, raw_scale = self.xi(torch.cat([y_app, where], -1).flatten(0, 1)).chunk(2, -1)
         shape = theta.shape[:2] + (-1,)
         return loc.reshape(shape), positive(raw_scale.reshape(shape))

@@ -3,9 +3,13 @@ learning rate by epoch; and each step's seed, so that a resumed run draws what a
 uninterrupted one would."""
 
 
-def temperature(cfg, step):  # App. B's sharpness a·2^(r·i); the temperature is its inverse
-    """i counts App. B's steps of 100 images, so that a larger batch anneals at the same rate per image."""
+def temperature(cfg, step):  # App. B: "0.3 × 2^(0.0001×i)"
+    """θ's Gumbel-softmax temperature after `step` steps. cfg.temperature_reading 'inverse' (ours): a·2^(r·i) is
+    the inverse temperature, i counting steps of 100 images (so a larger batch anneals at the same rate per
+    image); 'epoch': a·2^(r·i) is the temperature itself, i the epoch, as App. B prints it."""
     a, rate = cfg.sharpness
+    if cfg.temperature_reading == "epoch":
+        return max(a * 2.0 ** (rate * (step * cfg.batch_size // cfg.n_train)), cfg.min_temperature)
     i = step * cfg.batch_size / 100
     return max(1.0 / (a * 2.0 ** (rate * i)), cfg.min_temperature)
 

@@ -119,3 +119,18 @@ def test_modal_segmentation_takes_the_nearest_slot_over_threshold():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown placement"):
         place(torch.zeros(1, 1, 1, 3, 3), torch.zeros(1, 1, 4, 4), "magic")
+
+
+def test_the_softmax_blend_sums_to_one_where_the_soft_order_does_not():
+    alpha = torch.ones(1, 3, 4, 4)  # three opaque objects at one depth
+    d = torch.full((1, 3), 0.4)
+    w, w_bg = blend_weights(alpha, d, 0.05)
+    assert torch.allclose(w.sum(1) + w_bg, torch.full((1, 4, 4), 0.75))  # 3 × 0.5 × 0.5: ours loses a quarter
+    from pyro_objects.compositor import softmax_weights
+    w, w_bg = softmax_weights(alpha, d, 0.05)
+    assert torch.allclose(w.sum(1) + w_bg, torch.ones(1, 4, 4)) and torch.allclose(w, torch.full_like(w, 1 / 3), atol=1e-4)
+    alpha = torch.rand(2, 4, 5, 5)
+    w, w_bg = softmax_weights(alpha, torch.rand(2, 4), 0.01)
+    assert torch.allclose(w.sum(1) + w_bg, torch.ones(2, 5, 5), atol=1e-6)
+    near_first = softmax_weights(torch.ones(1, 2, 1, 1), torch.tensor([[0.2, 0.6]]), 0.01)[0]
+    assert near_first[0, 0, 0, 0] > 0.999  # as τ → 0 the nearest covering object takes the pixel

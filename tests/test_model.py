@@ -93,3 +93,29 @@ def test_a_depth_pushed_far_back_costs_kl_instead_of_earning_it():
     pyro.set_rng_seed(0)
     kl = pyro.infer.Trace_ELBO().loss(prior, far_back)  # one-sample estimate of KL(q(d) || p(d))
     assert 0 < kl < 1e3
+
+
+def test_with_all_positions_moving_another_object_changes_an_objects_prior(tiny_cfg):  # Eq. 5: ξ(y, θ_1...J)
+    N = tiny_cfg.image_size
+    y = torch.randn(1, tiny_cfg.y_dim)
+
+    def prior_of_slot_0(model, other_pixel):
+        theta = torch.zeros(1, tiny_cfg.slots, N * N)
+        theta[0, 0, 5 * N + 5] = 1
+        theta[0, 1, other_pixel] = 1
+        return model.xi_params(y, theta)[0][0, 0]
+
+    torch.manual_seed(0)
+    every = Model(tiny_cfg.replace(xi_positions="all"))
+    assert not torch.allclose(prior_of_slot_0(every, 20 * N + 3), prior_of_slot_0(every, 3 * N + 20))
+    torch.manual_seed(0)
+    own = Model(tiny_cfg)
+    assert torch.equal(prior_of_slot_0(own, 20 * N + 3), prior_of_slot_0(own, 3 * N + 20))
+    one = tiny_cfg.replace(slots=1, zeta="d32e-v2x4x4-cT4e-cT4e-cT4e-c1")  # one object: nothing else to see
+    torch.manual_seed(0)
+    a = Model(one.replace(xi_positions="all"))
+    torch.manual_seed(0)
+    b = Model(one)
+    theta = torch.softmax(torch.randn(2, 1, N * N), -1)
+    y = torch.randn(2, one.y_dim)
+    assert all(torch.equal(u, v) for u, v in zip(a.xi_params(y, theta), b.xi_params(y, theta)))

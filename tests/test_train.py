@@ -205,6 +205,8 @@ def test_schedules_and_durations(tiny_cfg):
     assert [sigma(POLYGONS, e) for e in (0, 3, 4, 249, 250)] == pytest.approx(
         [0.01, 0.01, 0.01 / 3 ** 0.5, 0.01 / 3 ** 0.5, 0.01 / 5 ** 0.5])  # 4 wide epochs, then App. B's two
     assert sigma(CLEVR3, 0) == pytest.approx(0.01 / 3 ** 0.5)  # no warm-up where none was measured
+    printed = cfg.replace(temperature_reading="epoch", n_train=1000)  # App. B as printed: 0.3·2^(1e-4·epoch)
+    assert temperature(printed, 0) == pytest.approx(0.3) and temperature(printed, 10 * 499) == pytest.approx(0.3 * 2 ** 0.0499)
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
