@@ -13,7 +13,12 @@ def decompose(model, guide, x, threshold=0.3):
         recon [B, 3, N, N]; rgb [B, J, 3, N, N]; alpha [B, J, N, N] (placed, amodal);
         depth [B, J] (larger is farther); theta [B, J, 2] (row, col of each object's centre);
         segmentation [B, N, N] (slot index, -1 for background); background [B, 3, N, N]
+
+    guide None: a peer model (pyro_objects.baselines), which decomposes itself into recon and alpha
+    (its modal masks) alone.
     """
+    if guide is None:
+        return model.decompose(x)
     modes = guide.modes(x)
     out = poutine.condition(model, data=modes)(n=x.shape[0])
     N = model.cfg.image_size

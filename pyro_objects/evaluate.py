@@ -13,6 +13,10 @@ labels a run stuck with one slot drawing several objects (slot_check). Generatio
 metrics (Sec. 5.1) compare scenes sampled at the config's minimum temperature with
 held-out images, and objects drawn alone with single ground-truth objects where the
 dataset's generator can render them.
+
+A peer model's run (pyro_objects.baselines) is scored by the same functions with guide None:
+its modal masks give mIOU, FG-ARI and MSE; aIOU and DPA are not applicable; a generative
+peer's samples give the scene FID.
 """
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import baselines
 from . import data as datasets
 from . import fid as fidlib
 from . import metrics
@@ -27,8 +32,9 @@ from .data import clevr, dsprites, polygons
 from .decompose import decompose
 from .errors import InputError
 from .files import check_output
+from .model import Model
 from .report import PAPER, write_results
-from .runs import has_scene_prior, load_run
+from .runs import has_scene_prior, load_checkpoint, load_run
 
 DECOMPOSITION = ("mIOU", "aIOU", "DPA", "FG-ARI")
 
@@ -38,21 +44,21 @@ def decompose_batches(model, guide, images, batch_size=100, device="cpu", desc="
     """Decompose uint8 images [N, H, W, 3] a batch at a time, with a progress bar.
 
     Yields dicts of CPU tensors: alpha [B, J, H, W] (placed, amodal), depth [B, J] (larger is farther),
-    theta int [B, J, 2] (row, col), recon [B, H, W, 3] in [0, 1]
+    theta int [B, J, 2] (row, col), recon [B, H, W, 3] in [0, 1]; a peer's (guide None) alpha and recon alone
     """
     for i in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
         x = datasets.to_float(images[i:i + batch_size].to(device))
         parts = decompose(model, guide, x)
         # placement by FFT rounds alpha a little past 0 and 1
-        yield {"alpha": parts["alpha"].clamp(0, 1).cpu(), "depth": parts["depth"].cpu(), "theta": parts["theta"].cpu(),
-               "recon": parts["recon"].clamp(0, 1).permute(0, 2, 3, 1).cpu()}
+        yield {"alpha": parts["alpha"].clamp(0, 1).cpu(), "recon": parts["recon"].clamp(0, 1).permute(0, 2, 3, 1).cpu(),
+               **{k: parts[k].cpu() for k in ("depth", "theta") if k in parts}}
 
 
 def predict(model, guide, images, batch_size=100, device="cpu"):
     """All of decompose_batches() at once, as numpy arrays (the PRED.npz format)."""
     batches = list(decompose_batches(model, guide, images, batch_size, device))
     dtypes = {"alpha": np.float32, "depth": np.float32, "theta": np.int64, "recon": np.float32}
-    return {k: torch.cat([b[k] for b in batches]).numpy().astype(t) for k, t in dtypes.items()}
+    return {k: torch.cat([b[k] for b in batches]).numpy().astype(t) for k, t in dtypes.items() if k in batches[0]}
 
 
 # -- generation (Sec. 5.1) ---------------------------------------------------------
@@ -86,9 +92,13 @@ MIN_OBJECT_PIXELS = 10  # a generated slot counts as an object where its alpha e
 def generate(model, cfg, n, batch_size=100, device="cpu", background=None, hyperprior=False):
     """n scenes sampled at the config's minimum temperature (from the scene prior if hyperprior),
     as uint8 [n, N, N, 3]; with a background (an RGB colour, or "background": the scene's own generated
-    background) also each non-empty slot drawn alone over it, uint8 [<= n * J, N, N, 3]."""
+    background) also each non-empty slot drawn alone over it, uint8 [<= n * J, N, N, 3].
+    A peer model (pyro_objects.baselines) draws scenes by its own sample(n), and no objects alone."""
     scenes, objects = [], []
     for i in tqdm(range(0, n, batch_size), desc="sample", unit="batch", leave=False):
+        if not isinstance(model, Model):
+            scenes.append(fidlib.to_uint8(model.sample(min(batch_size, n - i))).cpu())
+            continue
         out = model(n=min(batch_size, n - i), temperature=cfg.min_temperature, hyperprior=hyperprior)
         scenes.append(fidlib.to_uint8(out["x_mean"]).cpu())
         if background is not None:
@@ -107,7 +117,7 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
     -> (scores {"FID", "KIDx100", ...}, skipped {metric: reason})
     """
     net = fidlib.InceptionFeatures()
-    single = SINGLE_OBJECTS.get(data.name)
+    single = SINGLE_OBJECTS.get(data.name) if isinstance(model, Model) else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(split_seed)
         scenes, objects = generate(model, cfg, n, batch_size, device, single[1] if single else None, hyperprior)
@@ -116,7 +126,8 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
     scores, skipped = fidlib.fid_kid_of_features(real, fake), {}
     scores["FID_images"] = min(n, len(data))
     if single is None:
-        reason = f"the {data.name!r} generator cannot draw single ground-truth objects yet"
+        reason = f"the {data.name!r} generator cannot draw single ground-truth objects yet" \
+            if isinstance(model, Model) else "a peer model draws no objects alone"
         skipped.update({"FID objects": reason, "KIDx100 objects": reason})
         return scores, skipped
     m = min(n, len(objects))
@@ -153,7 +164,7 @@ def slot_check(sizes):  # ours, label-free: docs/RESULTS.md, "How often a run do
 
 def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
     """mIOU, aIOU, DPA, FG-ARI and MSE where there is ground truth, MSE alone where not; both with
-    "slots", slot_check() of the predictions.
+    "slots", slot_check() of the predictions. A peer's (guide None): aIOU and DPA not applicable.
 
     -> (metrics.summarise()'s dict, or {"MSE", "support"}, and "slots"; skipped {metric: reason})
     """
@@ -163,23 +174,26 @@ def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
         mse.append(metrics.mse(pred["recon"], data.images[s].cpu()))  # predictions come back on the CPU
         sizes.append(slot_sizes(pred["alpha"]))
         if data.has_truth:
-            parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred["depth"]))
+            parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred.get("depth")))
     mse, slots = torch.cat(mse), slot_check(torch.cat(sizes))
     if not data.has_truth:
         reason = f"the {data.name!r} dataset has no ground-truth object masks"
         return ({"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}, "slots": slots},
                 dict.fromkeys(DECOMPOSITION, reason))
-    scores = dict(metrics.concat(parts), mse=mse)
-    return {**metrics.summarise(scores), "slots": slots}, {}
+    scores = {**metrics.summarise(dict(metrics.concat(parts), mse=mse)), "slots": slots}
+    return (scores if guide is not None else metrics.without_depth(scores)), {}
 
 
 def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device="cpu", fid=True, fid_n=None,
                   seed=0, hyperprior=False):
-    """Every metric of the run on a Dataset -> the results dict written to results.json."""
+    """Every metric of the run on a Dataset -> the results dict written to results.json.
+    guide None: a peer model (pyro_objects.baselines); FID where it samples scenes."""
     if len(data) == 0:
         raise InputError("there are no images to evaluate")
     scores, skipped = decomposition_scores(model, guide, data, batch_size, device)
-    if fid:
+    if fid and guide is None and not hasattr(model, "sample"):
+        skipped.update(dict.fromkeys(["FID", "KIDx100"], f"{type(model).__name__} does not generate images"))
+    elif fid:
         fid_n = min(fid_n or len(data), len(data))
         if fid_n < 2:
             skipped.update(dict.fromkeys(["FID", "KIDx100"], "FID and KID need at least 2 images"))
@@ -190,10 +204,11 @@ def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device=
             skipped.update(gen_skipped)
     else:
         skipped.update(dict.fromkeys(["FID", "KIDx100"], "--no-fid was given"))
-    numbers = {k: v for k, v in scores.items() if k not in ("support", "dpa_curve", "slots")}
+    numbers = {k: v for k, v in scores.items() if k not in ("support", "dpa_curve", "slots", "not_applicable")}
     return {"dataset": data.name, "split": split, "images": len(data), "metrics": numbers,
             "support": scores.get("support", {}), "dpa_curve": scores.get("dpa_curve"), "slots": scores["slots"],
-            "skipped": skipped, "paper": PAPER.get(data.name, {}), "scene_prior": hyperprior}
+            "skipped": skipped, "not_applicable": scores.get("not_applicable", {}), "paper": PAPER.get(data.name, {}),
+            "scene_prior": hyperprior}
 
 
 def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=True, fid_n=None, json_path=None,
@@ -208,8 +223,20 @@ def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=
     for path, kind in ((json_path, "json"), (json_path.with_suffix(".md"), "md"),
                        (json_path.with_name(json_path.stem + "-dpa.png"), "png")):
         check_output(path, kind)  # before any work
-    cfg, model, guide, state = load_run(run_dir, device)
+    cfg, model, guide, state = load_any(run_dir, device)
     data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg, cache=state.get("cache"))
+    if guide is None:
+        torch.manual_seed(seed)  # Slot Attention draws its first slots at random: the same numbers every time
     results = evaluate_data(model, guide, cfg, data, split, batch_size, device, fid, fid_n, seed, has_scene_prior(state))
     results["run"] = str(run_dir)
+    if "baseline" in state:
+        results["baseline"] = state["baseline"]
     return results, write_results(results, json_path)
+
+
+def load_any(run_dir, device="cpu"):
+    """(cfg, model, guide, state) of a run of ours, or of a peer model's (guide None; pyro_objects.baselines)."""
+    state = load_checkpoint(run_dir, device)
+    if "baseline" in state:
+        return (*baselines.from_checkpoint(state, device), None, state)
+    return load_run(run_dir, device)

@@ -275,7 +275,9 @@ def score(truth, pred, threshold=THRESHOLD, min_overlap=MIN_OVERLAP, batch_size=
         parts.append(per_image(t["amodal"][s], t["count"][s], p["alpha"][s], depth,
                                None if recon is None else recon[s], None if images is None else images[s], threshold))
     out = summarise(concat(parts), min_overlap)
-    if "depth" not in p:
-        out["not_applicable"] = dict.fromkeys(["aIOU", "DPA"], NOT_APPLICABLE)
-        out["dpa_curve"] = None
-    return out
+    return out if "depth" in p else without_depth(out)
+
+
+def without_depth(scores):
+    """summarise()'s dict of a model without depth or amodal masks: aIOU and DPA said to be not applicable."""
+    return {**scores, "not_applicable": dict.fromkeys(["aIOU", "DPA"], NOT_APPLICABLE), "dpa_curve": None}

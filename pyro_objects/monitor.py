@@ -26,15 +26,19 @@ class Log:
         self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
 
     def step(self, at, loss, terms, temperature, sigma, images_per_s):
-        row = {"step": at["step"], "epoch": at["epoch"], "stage": at["stage"], "loss": loss,
-               **{k: float(v) for k, v in terms.items()}, "temperature": temperature, "sigma": sigma, "lr": at["lr"],
-               "images_per_s": images_per_s}
+        self.write({"step": at["step"], "epoch": at["epoch"], "stage": at["stage"], "loss": loss,
+                    **{k: float(v) for k, v in terms.items()}, "temperature": temperature, "sigma": sigma,
+                    "lr": at["lr"], "images_per_s": images_per_s}, later=STAGE_2_TERMS)
+
+    def write(self, row, later=()):
+        """One row {"step", "epoch", name: number}: log.csv's columns are the first row's, then `later` ones
+        (stage 2's terms) that it leaves blank; TensorBoard gets every number but the step and epoch."""
         if self.writer is None:
             if self.file.tell() > 0:  # resumed: keep the columns already there
                 with open(self.path, newline="") as f:
                     self.fields = next(csv.reader(f))
-            else:  # stage 1's terms and stage 2's; a row leaves the other stage's blank
-                self.fields = list(row) + [t for t in STAGE_2_TERMS if t not in row]
+            else:
+                self.fields = list(row) + [t for t in later if t not in row]
             self.writer = csv.DictWriter(self.file, self.fields, extrasaction="ignore")
             if self.file.tell() == 0:
                 self.writer.writeheader()
@@ -42,7 +46,7 @@ class Log:
         self.file.flush()
         for k, v in row.items():
             if k not in ("step", "epoch"):
-                self.tb.add_scalar(k, v, at["step"])
+                self.tb.add_scalar(k, v, row["step"])
 
     def scalar(self, tag, value, step):
         self.tb.add_scalar(tag, value, step)
@@ -57,14 +61,17 @@ class Log:
 
 
 def score_quality(run_dir, model, guide, eval_data, device, at, seconds, log):
-    """Append the decomposition scores of eval_data to RUN/quality.csv and redraw figures/quality.png."""
-    modes = model.training, guide.training
-    model.eval()
-    guide.eval()
+    """Append the decomposition scores of eval_data to RUN/quality.csv and redraw figures/quality.png.
+    guide None: a peer model (pyro_objects.baselines), whose aIOU and DPA stay blank."""
+    nets = [net for net in (model, guide) if net is not None]
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()
     scores, _ = decomposition_scores(model, guide, eval_data, device=device)
-    model.train(modes[0])
-    guide.train(modes[1])
-    row = {"step": at["step"], "epoch": at["epoch"], "minutes": seconds / 60, **{k: scores.get(k, "") for k in QUALITY}}
+    for net, mode in zip(nets, modes):
+        net.train(mode)
+    row = {"step": at["step"], "epoch": at["epoch"], "minutes": seconds / 60,
+           **{k: "" if scores.get(k) is None else scores[k] for k in QUALITY}}
     path = Path(run_dir) / "quality.csv"
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -82,15 +89,17 @@ def score_quality(run_dir, model, guide, eval_data, device, at, seconds, log):
 
 
 def epoch_figures(run_dir, model, guide, data, device, epoch, log, scene_prior=False):
-    """figures/decomposition.png of the first 8 training images; with the scene prior, figures/samples.png."""
-    modes = model.training, guide.training
-    model.eval()  # batch norm by its running statistics, which drawing must not change
-    guide.eval()
+    """figures/decomposition.png of the first 8 training images; with the scene prior, figures/samples.png.
+    guide None: a peer model (pyro_objects.baselines), its masks in slot order."""
+    nets = [net for net in (model, guide) if net is not None]
+    modes = [net.training for net in nets]
+    for net in nets:
+        net.eval()  # batch norm by its running statistics, which drawing must not change
     x = data.batch(torch.arange(min(8, len(data))), device)
     fig = decomposition_figure(x, decompose(model, guide, x), Path(run_dir) / "figures" / "decomposition.png")
     log.figure("decomposition", fig, epoch)
     if scene_prior:  # scenes from the hyperprior, as `pyro-objects sample` draws them
         fig = samples_figure(sample(model, 8, hyperprior=True)[0], Path(run_dir) / "figures" / "samples.png")
         log.figure("samples", fig, epoch)
-    model.train(modes[0])
-    guide.train(modes[1])
+    for net, mode in zip(nets, modes):
+        net.train(mode)

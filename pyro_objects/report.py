@@ -38,11 +38,13 @@ def fmt(value, style="{:.3f}"):
 
 
 def _table(title, columns, results, styles):
-    """One paper-style table: a row of ours and a row of the paper's numbers."""
-    ours, paper = results["metrics"], results["paper"]
+    """One paper-style table: a row of ours (or of a baseline, named) and a row of the paper's numbers;
+    "n/a" where a metric does not apply to the model."""
+    ours, paper, not_applicable = results["metrics"], results["paper"], results.get("not_applicable", {})
     head = f"| {results['dataset']} | " + " | ".join(label for label, _ in columns) + " |"
     rule = "|---|" + "---|" * len(columns)
-    row_ours = "| ours | " + " | ".join(fmt(ours.get(k), styles.get(k, "{:.3f}")) for _, k in columns) + " |"
+    row_ours = f"| {results.get('baseline', 'ours')} | " + " | ".join(
+        "n/a" if k in not_applicable else fmt(ours.get(k), styles.get(k, "{:.3f}")) for _, k in columns) + " |"
     row_paper = "| paper | " + " | ".join(fmt(paper.get(k), styles.get(k, "{:.3f}")) for _, k in columns) + " |"
     return f"{title}\n\n{head}\n{rule}\n{row_ours}\n{row_paper}\n"
 
@@ -51,7 +53,8 @@ def markdown(results):
     """The paper's Tables 3, 4 and 1 with our numbers beside theirs, then what was skipped."""
     styles = {"MSE": "{:.2e}", "FID": "{:.1f}", "FID objects": "{:.1f}", "KIDx100": "{:.2f}",
               "KIDx100 objects": "{:.2f}", "mIOU": "{:.2f}", "aIOU": "{:.2f}", "DPA": "{:.2f}", "FG-ARI": "{:.2f}"}
-    parts = [f"# {results['dataset']}: {results['images']} {results['split']} images\n",
+    model = f" of the {results['baseline']} baseline" if results.get("baseline") else ""
+    parts = [f"# {results['dataset']}{model}: {results['images']} {results['split']} images\n",
              _table("Decomposition (Table 3, Sec. 5.2; FG-ARI as the peers report it)",
                     [("mIOU", "mIOU"), ("aIOU", "aIOU"), ("DPA", "DPA"), ("FG-ARI", "FG-ARI")], results, styles),
              _table("Reconstruction (Table 4)", [("MSE", "MSE")], results, styles),
@@ -59,6 +62,8 @@ def markdown(results):
              _table("Generation (Table 1, Sec. 5.1)",
                     [("FID scenes", "FID"), ("KID×100 scenes", "KIDx100"),
                      ("FID objects", "FID objects"), ("KID×100 objects", "KIDx100 objects")], results, styles)]
+    if results.get("not_applicable"):
+        parts.append("Not applicable (n/a):\n\n" + "".join(f"- {k}: {v}\n" for k, v in results["not_applicable"].items()))
     if results["skipped"]:
         parts.append("Skipped:\n\n" + "".join(f"- {k}: {v}\n" for k, v in results["skipped"].items()))
     parts.append("Paper: Anciukevičius et al. (2020), Tables 1, 3 and 4; — where it gives no number.\n")

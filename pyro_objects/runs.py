@@ -13,6 +13,9 @@
     RUN/figures/         decompositions and samples
     RUN/tb/              TensorBoard events
 
+A baseline's run (pyro_objects/baselines/train.py) has the same files; its checkpoint holds
+"baseline" (the peer's name) and "sizes" in place of "guide", and the optimiser's own state_dict.
+
 `start` and `resume` make the `Run` that `train.train` goes on with; `load_run` gives a
 trained run's model and guide.
 """
@@ -68,7 +71,7 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
     scene_prior_epochs: end the run with this many epochs of stage 2 alone, of n_train images
     each (default: the run's own): the scene prior of a run stopped in stage 1.
     """
-    state = load_checkpoint(run_dir, device)
+    state = ours(load_checkpoint(run_dir, device), run_dir)
     cfg = config_from_dict(state["config"])
     if scene_prior_epochs:
         if has_scene_prior(state):
@@ -171,14 +174,22 @@ def load_checkpoint(run_dir, device="cpu"):
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
         raise InputError(f"{path} is corrupt and cannot be read ({type(e).__name__})") from None
-    if not isinstance(state, dict) or not {"model", "guide", "config"} <= set(state):
+    if not isinstance(state, dict) or not {"model", "config"} <= set(state) or not {"guide", "baseline"} & set(state):
         raise InputError(f"{path} is not a pyro-objects checkpoint")
+    return state
+
+
+def ours(state, run_dir):
+    """A checkpoint of our model, or an InputError for a baseline's (pyro_objects.baselines)."""
+    if "baseline" in state:
+        raise InputError(f"{run_dir} holds a run of the {state['baseline']} baseline: only `decompose` and `evaluate` "
+                         f"read it, and `pyro-objects baseline train {state['baseline']} ... --resume` continues it")
     return state
 
 
 def load_run(run_dir, device="cpu"):
     """(cfg, model, guide, state) of a trained run, networks in eval mode on device."""
-    state = load_checkpoint(run_dir, device)
+    state = ours(load_checkpoint(run_dir, device), run_dir)
     cfg = config_from_dict(state["config"])
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
     model.load_state_dict(state["model"])

@@ -53,7 +53,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
     with lock(run.dir) if lead else _nothing(), pyro.validation_enabled(False):  # argument checks: a host read a step
         model, guide, at = _networks(run, device, speed)
         data = data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache)
-        steps_per_epoch = _steps_per_epoch(cfg, data)
+        steps_per_epoch = steps_in_epoch(cfg, data)
         if lead:  # written once the run can start, so that a refused one leaves nothing behind
             run.dir.mkdir(parents=True, exist_ok=True)
             save_config(run.dir, cfg)
@@ -202,7 +202,8 @@ def _networks(run, device, speed):
     return model, guide, at
 
 
-def _steps_per_epoch(cfg, data):
+def steps_in_epoch(cfg, data):
+    """Full batches in an epoch of data, once its images fit cfg; else an InputError."""
     if data.image_size != cfg.image_size:
         raise InputError(f"images are {data.image_size}×{data.image_size} but {cfg.dataset} needs "
                          f"{cfg.image_size}×{cfg.image_size}")

@@ -53,17 +53,21 @@ def save(fig, path):
 
 def decomposition_figure(x, parts, path=None):
     """One row per image: input, reconstruction, modal segmentation, then each object
-    over a checkerboard, nearest first. x: [B, 3, N, N]; parts: from decompose()."""
+    over a checkerboard, nearest first. x: [B, 3, N, N]; parts: from decompose(). A peer
+    model's parts (alpha and recon alone): the input under each mask, in slot order."""
     B, J = parts["alpha"].shape[:2]
     fig, axes = plt.subplots(B, 3 + J, figsize=(1.3 * (3 + J), 1.3 * B), squeeze=False)
-    objects = over_checkerboard(parts["rgb"], parts["alpha"])
+    depth = parts.get("depth")
+    objects = over_checkerboard(parts.get("rgb", x[:, None].expand(-1, J, -1, -1, -1)), parts["alpha"])
+    segmentation = parts["segmentation"] if "segmentation" in parts else parts["alpha"].argmax(1)
     for b in range(B):
         _show(axes[b, 0], x[b], "input" if b == 0 else None)
         _show(axes[b, 1], parts["recon"][b], "reconstruction" if b == 0 else None)
-        _show(axes[b, 2], paint_segmentation(parts["segmentation"][b:b + 1])[0], "segmentation" if b == 0 else None)
-        for k, j in enumerate(parts["depth"][b].argsort().tolist()):
-            _show(axes[b, 3 + k], objects[b, j], f"object {k + 1} (near→far)" if b == 0 and k == 0 else None)
-            axes[b, 3 + k].set_xlabel(f"slot {j}, d={parts['depth'][b, j]:.2f}", fontsize=6)
+        _show(axes[b, 2], paint_segmentation(segmentation[b:b + 1])[0], "segmentation" if b == 0 else None)
+        for k, j in enumerate(range(J) if depth is None else depth[b].argsort().tolist()):
+            title = "slot masks" if depth is None else "object 1 (near→far)"
+            _show(axes[b, 3 + k], objects[b, j], title if b == 0 and k == 0 else None)
+            axes[b, 3 + k].set_xlabel(f"slot {j}" if depth is None else f"slot {j}, d={depth[b, j]:.2f}", fontsize=6)
     return save(fig, path)
 
 

@@ -14,6 +14,14 @@ def fresh_state():
 
 
 @pytest.fixture
+def one_thread(fresh_state):
+    """For tiny networks, whose steps a second thread slows (many times over on a busy machine)."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
 def tiny_cfg():
     """The quick polygons config, smaller still: a 16-pixel canvas on a 32-pixel image."""
     cfg = quick(POLYGONS)

@@ -194,3 +194,65 @@ def test_score_prints_the_hand_computed_numbers(tmp_path):
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line.split()[1] for line in result.output.splitlines()}
     assert lines["mIOU"] == "0.7500" and lines["aIOU"] == f"{(16 / 36 + 1) / 2:.4f}" and lines["DPA"] == "0.0000"
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory):
+    """A tiny MONet trained by `baseline train` for two steps."""
+    import torch
+    run_dir = tmp_path_factory.mktemp("baselines") / "monet"
+    torch.set_num_threads(1)  # tiny networks: see conftest's one_thread
+    result = invoke("baseline", "train", "monet", "polygons", "--quick", "--n-train", 16, "--batch-size", 8,
+                    "--epochs", 1, "--device", "cpu", "--out", run_dir)
+    torch.set_num_threads(2)
+    assert result.exit_code == 0, result.output
+    assert "monet, epoch 1/1, step 2" in result.output
+    return run_dir
+
+
+def test_a_baseline_run_is_evaluated_with_aiou_and_dpa_not_applicable(baseline_run, tmp_path, one_thread):
+    import json
+    from pyro_objects.metrics import NOT_APPLICABLE
+    for name in ("checkpoint.pt", "config.json", "log.csv", "figures/decomposition.png"):
+        assert (baseline_run / name).is_file(), name
+    out = tmp_path / "results.json"
+    result = invoke("evaluate", baseline_run, "--n", 4, "--no-fid", "--device", "cpu", "--json", out)
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    assert r["baseline"] == "monet" and r["metrics"]["aIOU"] is None and r["metrics"]["DPA"] is None
+    assert r["not_applicable"] == {"aIOU": NOT_APPLICABLE, "DPA": NOT_APPLICABLE} and r["dpa_curve"] is None
+    assert 0 <= r["metrics"]["mIOU"] <= 1 and 0 <= r["metrics"]["FG-ARI"] <= 1 and r["metrics"]["MSE"] > 0
+    text = out.with_suffix(".md").read_text()
+    assert f"| monet | {r['metrics']['mIOU']:.2f} | n/a | n/a |" in text and f"- aIOU: {NOT_APPLICABLE}" in text
+    assert not out.with_name("results-dpa.png").exists()
+
+
+def test_a_baseline_runs_predictions_are_scored_without_depth(baseline_run, tmp_path, one_thread):
+    from pyro_objects.data import polygons
+    g = polygons.generate(5, seed=11)
+    np.savez(tmp_path / "gt.npz", images=g["images"].numpy(), amodal=g["amodal"].numpy(), count=g["count"].numpy())
+    result = invoke("decompose", baseline_run, "--input", tmp_path / "gt.npz", "--out", tmp_path / "d.png",
+                    "--output", tmp_path / "pred.npz", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    pred = np.load(tmp_path / "pred.npz")
+    assert set(pred.files) == {"alpha", "recon"} and pred["alpha"].shape == (5, 3, 64, 64)  # K = 2 polygons + 1
+    assert np.allclose(pred["alpha"].sum(1), 1, atol=1e-5) and pred["recon"].shape == (5, 64, 64, 3)
+    result = invoke("score", tmp_path / "gt.npz", tmp_path / "pred.npz")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert lines["aIOU"].split()[1] == lines["DPA"].split()[1] == "n/a" and float(lines["mIOU"].split()[1]) >= 0
+    one_line_error(invoke("sample", baseline_run, "--device", "cpu"), "monet baseline", "evaluate")
+    one_line_error(invoke("train", "polygons", "--resume", "--out", baseline_run, "--device", "cpu"), "monet baseline")
+    one_line_error(invoke("baseline", "train", "monet", "polygons", "--resume", "--epochs", 3, "--out", baseline_run),
+                   "--epochs", "--resume")
+    one_line_error(invoke("baseline", "train", "vae", "polygons", "--resume", "--out", baseline_run),
+                   "monet baseline, not of vae")
+
+
+def test_bad_input_to_baseline_train_is_one_line(tmp_path):
+    one_line_error(invoke("baseline", "train", "iodine", "polygons", "--out", tmp_path / "r"), "unknown baseline 'iodine'")
+    one_line_error(invoke("baseline", "train", "monet", "mnist", "--out", tmp_path / "r"), "unknown dataset 'mnist'")
+    result = invoke("baseline", "train", "monet", "polygons", "--batch-size", 0, "--out", tmp_path / "r")
+    assert result.exit_code != 0 and "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for '--batch-size'")
+    assert not (tmp_path / "r").exists()

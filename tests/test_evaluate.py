@@ -56,3 +56,28 @@ def test_a_slot_that_draws_only_specks_is_flagged_and_a_spare_slot_is_not():
     assert "slot 0 400, slot 1 4, slot 2 400" in text
     assert "Warning: slot 1 draws only specks (4 px against 400)" in text and "slot 2 draws" not in text
     assert "Warning" not in markdown({**results, "slots": slot_check(sizes[:, [0, 2]])})
+
+
+def peer(name, cfg):
+    from pyro_objects.baselines import QUICK, build
+    return build(name, cfg, QUICK[name]).eval()
+
+
+def test_a_peers_scenes_are_its_own_samples_with_no_objects_alone(tiny_cfg, one_thread):
+    torch.manual_seed(3)
+    scenes, objects = generate(peer("monet", tiny_cfg), tiny_cfg, 5, batch_size=2, background=(0.0, 0.0, 0.0))
+    assert scenes.shape == (5, 32, 32, 3) and scenes.dtype == torch.uint8 and objects is None
+    torch.manual_seed(3)  # sample(2), sample(2), sample(1): the same draws as one sample(2) first
+    assert torch.equal(scenes[:2], (peer("monet", tiny_cfg).sample(2) * 255).round().byte().permute(0, 2, 3, 1))
+
+
+def test_a_peer_is_scored_without_amodal_metrics_and_fid_where_it_samples(tiny_cfg, one_thread):
+    data = tiny_data(tiny_cfg, n=4)
+    results = evaluate_data(peer("slot-attention", tiny_cfg), None, tiny_cfg, data, batch_size=2, fid=True)
+    assert results["skipped"]["FID"] == "SlotAttention does not generate images" and "FID" not in results["metrics"]
+    assert results["metrics"]["aIOU"] is None and set(results["not_applicable"]) == {"aIOU", "DPA"}
+    assert "| n/a | n/a |" in markdown(results)
+    results = evaluate_data(peer("vae", tiny_cfg), None, tiny_cfg, data, batch_size=2, fid=True, fid_n=3)
+    assert results["metrics"]["FID"] > 0 and results["metrics"]["FID_images"] == 3
+    assert results["skipped"]["FID objects"] == "a peer model draws no objects alone"
+    assert results["metrics"]["mIOU"] < 1 and results["slots"]["pixels_q90"] == [32.0 ** 2]  # one mask over everything

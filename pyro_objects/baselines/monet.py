@@ -102,8 +102,8 @@ class MONet(nn.Module):
         self.vae = ComponentVAE(image_size, **vae_sizes)
 
     @classmethod
-    def for_config(cls, cfg, slots):
-        return cls(cfg.image_size, slots)
+    def for_config(cls, cfg, slots, **sizes):  # sizes: narrower networks than the paper's (--quick, tests)
+        return cls(cfg.image_size, slots, **sizes)
 
     def masks(self, x):  # x [B, 3, N, N] -> log m [B, K, N, N], by the scope recursion
         log_scope, log_m = torch.zeros_like(x[:, :1]), []

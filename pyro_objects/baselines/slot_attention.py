@@ -111,9 +111,10 @@ class SlotAttention(nn.Module):
         self.decoder_pos = SoftPositionEmbed(slot_size, self.start)
 
     @classmethod
-    def for_config(cls, cfg, slots):
-        """The paper's multi-dSprites model for 64×64 images and its CLEVR model, scaled, for larger ones."""
-        return cls(cfg.image_size, slots, decoder="sprites" if cfg.image_size <= 64 else "clevr")
+    def for_config(cls, cfg, slots, **sizes):
+        """The paper's multi-dSprites model for 64×64 images and its CLEVR model, scaled, for larger ones;
+        sizes: narrower networks (--quick, tests)."""
+        return cls(cfg.image_size, slots, **{"decoder": "sprites" if cfg.image_size <= 64 else "clevr", **sizes})
 
     def forward(self, x):
         """x [B, 3, N, N] in [0, 1] -> {"recon" [B, 3, N, N], "rgb" [B, K, 3, N, N], "alpha" [B, K, N, N],

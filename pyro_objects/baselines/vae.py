@@ -56,9 +56,10 @@ class VAE(nn.Module):
                              f"want ({2 * latent},) and (3, {image_size}, {image_size})")
 
     @classmethod
-    def for_config(cls, cfg, slots=None):
-        """The baseline for one of our configs; `slots` is unused (the latent follows our model's J)."""
-        return cls(cfg.image_size, latent_size(cfg), sigma=cfg.sigma[0])
+    def for_config(cls, cfg, slots=None, **networks):
+        """The baseline for one of our configs; `slots` is unused (the latent follows our model's J);
+        networks: other encoder and decoder strings (tests)."""
+        return cls(cfg.image_size, latent_size(cfg), sigma=cfg.sigma[0], **networks)
 
     def posterior(self, x):  # x [B, 3, N, N] -> q(z | x), batch shape [B, L]
         loc, raw = self.encoder(x).chunk(2, -1)

@@ -11,7 +11,7 @@ from .. import interventions
 from ..data.folder import load_image
 from ..decompose import decompose
 from ..errors import InputError
-from ..evaluate import predict
+from ..evaluate import load_any, predict
 from ..files import check_output
 from ..interpolate import FACTORS, interpolate
 from ..runs import has_scene_prior, load_run
@@ -129,11 +129,13 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     With --output PRED.npz, every image (of --input, or the --n held-out ones) is exported:
     alpha float [N, J, H, W] (each slot's placed amodal alpha), depth float [N, J] (larger is
     farther), theta int [N, J, 2] (row, col of each slot's argmax pixel), recon float [N, H, W, 3] in [0, 1].
+    A baseline's run (`pyro-objects baseline train`) exports alpha (its slots' modal masks) and recon alone.
     """
     out = check_output(out or Path(run_dir) / "figures" / "decompose.png", "png", inputs=[input_path])
     pred_path = check_output(pred_path, "npz", inputs=[input_path]) if pred_path else None
     device = pick_device(device)
-    cfg, model, guide, _ = load_run(run_dir, device)
+    cfg, model, guide, _ = load_any(run_dir, device)
+    torch.manual_seed(0)  # Slot Attention draws its first slots at random: the same file every time
     images = read_images(input_path, cfg.image_size) if input_path else \
         datasets.load(cfg.dataset, "eval", n, device=device, cfg=cfg).images
     x = datasets.to_float(images[:n].to(device))
