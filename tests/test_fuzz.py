@@ -115,6 +115,9 @@ CASES = [  # each a command line; {} is the place's folder
     "bench --quick --data-n 0 --device cpu", "bench --quick --json {}/gt.npz --device cpu",
     "profile --quick --steps 0 --device cpu", "profile --quick --variant fp16 --device cpu",
     "train polygons --quick --device cuda:7 --out {}/new",
+    # baselines
+    "baseline train iodine polygons --out {}/new", "baseline train vae mnist --out {}/new",
+    "baseline train vae polygons --batch-size 0 --out {}/new", "baseline train monet polygons --out {}/run",
 ]
 
 
