@@ -76,6 +76,7 @@ def draw_scenes(n, variant, g):
         "present": torch.arange(K) < count[:, None],
         "camera": torch.tensor(CAMERA) + jitter(CAMERA_JITTER, n, 3),
         "lights": lights / lights.norm(dim=-1, keepdim=True),
+        "light_position": lights,  # where the lamps stand: the Blender renderer's area lights (blender.py)
         "ground": torch.tensor(variant.grounds)[torch.randint(len(variant.grounds), (n,), generator=g)],
     }
     scene["centre"], scene["ok"] = place(scene, g)
@@ -133,12 +134,16 @@ def take(scene, rows):
     return {k: v[rows] for k, v in scene.items()}
 
 
-def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None, samples=2):
+SCENE_ONLY = ("size", "colour", "camera", "lights", "light_position", "ground")
+
+
+def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None, samples=2, params=False):
     """n scenes from a seed: the same seed gives the same scenes (on the same kind of device).
 
     -> {"images": uint8 [n, N, N, 3], "amodal": bool [n, K, N, N] back to front, "count": [n],
         and per object, in the same order: "shape", "size_index", "colour_index", "metal", "centre", "angle",
-        "visible" (pixels where it is the nearest thing)}
+        "visible" (pixels where it is the nearest thing)}; with params, also the rest of each scene's
+        parameters (SCENE_ONLY and "present"), which another renderer needs to draw the same scenes.
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
     chunk = chunk or (512 if str(device).startswith("cuda") else BLOCK)
@@ -162,9 +167,10 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         kept.append(out)
         have += int(ok.sum())
     out = {k: torch.cat([part[k] for part in kept])[:n] for k in kept[0]}
-    out["count"] = out.pop("present").sum(1)
-    for k in ("size", "colour", "camera", "lights", "ground"):
-        out.pop(k)
+    out["count"] = out["present"].sum(1)
+    if not params:
+        for k in (*SCENE_ONLY, "present"):
+            out.pop(k)
     return out
 
 
