@@ -50,6 +50,13 @@ def test_one_scene_renders_with_its_ground_truth(both):
     assert clear.sum() >= 3 and (shown[ours["present"]].argmax(-1) == colour.argmax(-1))[clear].all()
 
 
+def test_both_renderers_draw_nearly_the_same_images(both):
+    """render.py lights CLEVR with Blender's lamps, sun and ground in Blender's units: the images of the
+    same scenes differ by a per-pixel MSE of about 4e-4 (against 2e-2 for directional lights)."""
+    ours, (images, _, _) = both
+    assert ((ours["images"].float() / 255 - images.float() / 255) ** 2).mean() < 1.5e-3
+
+
 def iou(a, b, present):
     """Per present object: [M]"""
     return (a & b).sum((2, 3))[present].float() / (a | b).sum((2, 3))[present].float()

@@ -16,7 +16,8 @@ as the paper's authors used it in TitasAnciukevicius/clevr-dataset-gen, Blender 
   transform, 8-bit output. CLEVR rendered 512 samples a pixel; we default to SAMPLES.
 
 Blender 5.0 reads the 2.79 files with area lamps' power scaled by π/4 to keep their look; the
-powers below are those scaled values.
+powers in render.LAMPS are those scaled values. Lamps, sun, rubber and the metals' roughness are
+render.py's and clevr.py's constants, so both renderers draw one description of the scene.
 
 It renders OUR scene parameters (clevr.draw_scenes: the same objects, camera, lamp positions and
 ground as render.py draws), so the two renderers can be compared scene for scene. Ground truth:
@@ -39,21 +40,14 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from . import clevr
+from .render import LAMPS, RUBBER, SUN
 
 SAMPLES = 32           # Cycles samples a pixel, then denoised (CLEVR: 512, not denoised)
 LENS, SENSOR = 35.0, 32.0
-LAMPS = (  # key, fill, back: square area lamps facing the origin: (width, power W, linear RGB)
-    (0.5, 25 * math.pi, (1.0, 0.9323, 0.8167)),
-    (0.5, 7.5 * math.pi, (0.7617, 0.8177, 1.0)),
-    (1.0, 12.5 * math.pi, (1.0, 1.0, 1.0)),
-)
-SUN = {"direction": (-0.4145, 0.1946, -0.8890), "strength": 0.45, "angle": 0.1993}  # not jittered
 BOUNCES = {"max_bounces": 12, "diffuse_bounces": 4, "glossy_bounces": 4, "transmission_bounces": 12,
            "transparent_max_bounces": 8}
 CUBE_ROUND, CYLINDER_ROUND = 0.2, 0.1   # edge radius over half-extent
-RUBBER = {"ior": 1.2, "roughness": 0.35, "velvet_sigma": 0.6}
-METALS = {"clevr": (0.4472, 0.1), "rough": (0.6519, 0.6338)}  # GGX roughness of the 0.4 and 0.6 lobes
-METAL_OF = {"clevr3": "rough", "clevr5": "clevr", "clevr5-vbg": "clevr"}
+VELVET = 0.6  # the rubber's velvet sigma (render.py leaves the velvet out)
 # The backdrop: its height z above the ground at signed distance d (along BACKDROP_AXIS) behind the
 # line through BACKDROP_ORIGIN; the scene's origin lies at d = -14. Knots of CLEVR's curve.
 BACKDROP_ORIGIN, BACKDROP_AXIS = (-24.0628, -17.9967), (-0.9032, 0.4292)
@@ -202,7 +196,7 @@ def node(tree, kind, **inputs):
     return n
 
 
-def object_material(bpy, name, metal_roughness):
+def object_material(bpy, name, metal_alphas):
     """CLEVR's rubber and metal in one material: the "metal" mix factor (0 or 1) picks one,
     the "colour" RGB node sets the reflectance."""
     mat = bpy.data.materials.new(name)
@@ -213,13 +207,13 @@ def object_material(bpy, name, metal_roughness):
     link = tree.links.new
     # rubber: diffuse under velvet at grazing angles, then a Fresnel-weighted glossy coat
     diffuse = node(tree, "ShaderNodeBsdfDiffuse", Roughness=0.0)
-    velvet = node(tree, "ShaderNodeBsdfSheen", Roughness=RUBBER["velvet_sigma"])
+    velvet = node(tree, "ShaderNodeBsdfSheen", Roughness=VELVET)
     velvet.distribution = "ASHIKHMIN"
     base = node(tree, "ShaderNodeMixShader")
     link(node(tree, "ShaderNodeFresnel", IOR=RUBBER["ior"] + 0.2).outputs[0], base.inputs[0])
     link(diffuse.outputs[0], base.inputs[1])
     link(velvet.outputs[0], base.inputs[2])
-    coat = node(tree, "ShaderNodeBsdfAnisotropic", Color=(0.8, 0.8, 0.8, 1.0), Roughness=math.sqrt(RUBBER["roughness"]),
+    coat = node(tree, "ShaderNodeBsdfAnisotropic", Color=(*[RUBBER["coat"]] * 3, 1.0), Roughness=math.sqrt(RUBBER["alpha"]),
                 Anisotropy=0.0)
     coat.distribution = "BECKMANN"
     rubber = node(tree, "ShaderNodeMixShader")
@@ -230,8 +224,8 @@ def object_material(bpy, name, metal_roughness):
         link(colour.outputs[0], bsdf.inputs["Color"])
     # metal: a broad and a sharp anisotropic GGX lobe, 0.4 and 0.6 of it
     lobes = []
-    for roughness in metal_roughness:
-        lobe = node(tree, "ShaderNodeBsdfAnisotropic", Roughness=roughness, Anisotropy=0.25)
+    for alpha in metal_alphas:
+        lobe = node(tree, "ShaderNodeBsdfAnisotropic", Roughness=math.sqrt(alpha), Anisotropy=0.25)
         lobe.distribution = "GGX"
         link(colour.outputs[0], lobe.inputs["Color"])
         lobes.append(lobe)
@@ -279,7 +273,7 @@ class Stage:
     """One Blender scene, built once and re-posed for every CLEVR scene: K object slots (a sphere,
     a cube and a cylinder each, all but one hidden), the lamps, the camera and the backdrop."""
 
-    def __init__(self, K, width, height, metal="clevr", samples=SAMPLES, denoise=True, threads=None):
+    def __init__(self, K, width, height, metal, zoom=1.0, samples=SAMPLES, denoise=True, threads=None):
         bpy = self.bpy = require_bpy()
         bpy.ops.wm.read_factory_settings(use_empty=True)
         scene = self.scene = bpy.context.scene
@@ -311,7 +305,7 @@ class Stage:
             scene.collection.objects.link(obj)
             return obj
         cam = bpy.data.cameras.new("camera")
-        cam.lens, cam.sensor_width, cam.sensor_fit = LENS, SENSOR, "AUTO"
+        cam.lens, cam.sensor_width, cam.sensor_fit = LENS * zoom, SENSOR, "AUTO"  # zoom: the frame's centre
         self.camera = scene.camera = add("camera", cam)
         self.lamps = []
         for i, (size, power, colour) in enumerate(LAMPS):
@@ -336,7 +330,7 @@ class Stage:
             mesh.materials.append(None)  # one material slot, filled per object
         self.slots, self.looks, self.masks_ = [], [], []
         for k in range(K):
-            self.looks.append(object_material(bpy, f"look{k}", METALS[metal]))
+            self.looks.append(object_material(bpy, f"look{k}", metal))
             self.masks_.append(mask_material(bpy, f"mask{k}", k))
             shapes = [add(f"{mesh.name}{k}", mesh) for mesh in meshes]
             for obj in shapes:
@@ -419,8 +413,8 @@ ATTRIBUTES = ("count", "shape", "size_index", "colour_index", "metal", "centre",
 STAGE = {}  # the one Blender scene of this process, and what it was built for
 
 
-def stage(K, width, height, metal, samples, denoise, threads):
-    key = (K, width, height, metal, samples, denoise, threads)
+def stage(K, width, height, metal, zoom, samples, denoise, threads):
+    key = (K, width, height, metal, zoom, samples, denoise, threads)
     if STAGE.get("key") != key:
         STAGE.update(key=key, stage=Stage(*key))
     return STAGE["stage"]
@@ -430,7 +424,8 @@ def render(scene, N, variant="clevr3", samples=SAMPLES, denoise=True, threads=No
     """Blender's renders of B scenes of K slots (clevr.draw_scenes' fields, "light_position" among them):
     images uint8 [B, N, N, 3], amodal and visible bool [B, K, N, N] (Stage.masks)."""
     B, K = scene["present"].shape
-    st = stage(K, N, N, METAL_OF[variant], samples, denoise, threads)
+    spec = clevr.VARIANTS[variant]
+    st = stage(K, N, N, spec.metal, spec.zoom, samples, denoise, threads)
     images, amodal, visible = [], [], []
     for b in tqdm(range(B), desc=f"blender {variant}", unit="scene", disable=not progress, leave=False):
         st.pose(scene, b)
@@ -470,10 +465,23 @@ def generate(n, seed, variant="clevr3", image_size=96, samples=SAMPLES, denoise=
     return {k: torch.stack([s[k] for s in kept]) for k in kept[0]}
 
 
-def load(name, split="train", n=300, seed=0, **kwargs):
-    """A Blender-rendered CLEVR Dataset, drawn from the same seeds as data.load's."""
+def load(name, split="train", n=300, seed=0, device=None, cfg=None):
+    """A Blender-rendered CLEVR Dataset: data.load's scenes of the split and seed (device and cfg unused)."""
     from . import Dataset, split_seed
     if name not in clevr.VARIANTS:
         raise InputError(f"the Blender renderer draws CLEVR only, not {name!r}: choose from {', '.join(clevr.VARIANTS)}")
-    data = generate(n, split_seed(seed, split), name, **kwargs)
+    data = generate(n, split_seed(seed, split), name)
     return Dataset(name, data["images"], data["amodal"], data["count"])
+
+
+def settings():
+    """What a cache made by this renderer records of it."""
+    return {"bpy": require_bpy().app.version_string, "samples": SAMPLES, "denoised": True}
+
+
+def make_reference(variant, n, out_dir, seed=0, split="eval"):
+    """n Blender-rendered scenes of a CLEVR variant's split as a dataset cache (shards.make's files,
+    its manifest recording renderer "blender"): the same scenes as `data make` draws, less any
+    that break the visibility rule in Blender's render. -> the manifest dict"""
+    from . import shards
+    return shards.make(variant, {split: n}, out_dir, seed, renderer="blender")

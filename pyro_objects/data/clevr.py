@@ -38,16 +38,21 @@ MARGIN = 0.4        # along the camera's left and behind directions
 BLOCK = 16          # scenes drawn at a time
 
 
+ROUGH_METAL = (0.425, 0.402)  # the authors' CLEVR-3 metal: GGX alpha of its two lobes (CLEVR's: render.METAL)
+
+
 @dataclass(frozen=True)
 class Variant:
     objects: tuple          # (fewest, most)
     sizes: tuple            # (large, small) radius
     min_visible: int        # visible pixels every object must keep
     grounds: tuple = (0.8,)  # the ground's diffuse reflectivity, one drawn per scene
+    metal: tuple = render.METAL  # GGX alpha of the metal's two lobes
+    zoom: float = 1.0       # the image shows the centre 1/zoom of CLEVR's frame
 
 
 VARIANTS = {
-    "clevr3": Variant((2, 3), (1.3, 1.0), 10),
+    "clevr3": Variant((2, 3), (1.3, 1.0), 10, metal=ROUGH_METAL),
     "clevr5": Variant((3, 5), (1.1, 0.85), 50),
     "clevr5-vbg": Variant((3, 5), (1.1, 0.85), 50, tuple(torch.logspace(math.log10(0.1), math.log10(0.8), 6).tolist())),
 }
@@ -63,7 +68,7 @@ def draw_scenes(n, variant, g):
     shape = torch.randint(3, (n, K), generator=g)
     radius = torch.tensor(variant.sizes)[size_index]
     jitter = lambda scale, *s: scale * (2 * torch.rand(*s, generator=g) - 1)  # noqa: E731
-    lights = torch.tensor(LIGHTS) + jitter(LIGHT_JITTER, n, 3, 3)
+    lights = torch.tensor(LIGHTS) + jitter(LIGHT_JITTER, n, 3, 3)  # the lamps' centres
     colour_index = torch.randint(len(COLOURS), (n, K), generator=g)
     scene = {
         "shape": shape,
@@ -75,8 +80,7 @@ def draw_scenes(n, variant, g):
         "metal": torch.rand(n, K, generator=g) < 0.5,
         "present": torch.arange(K) < count[:, None],
         "camera": torch.tensor(CAMERA) + jitter(CAMERA_JITTER, n, 3),
-        "lights": lights / lights.norm(dim=-1, keepdim=True),
-        "light_position": lights,  # where the lamps stand: the Blender renderer's area lights (blender.py)
+        "light_position": lights,
         "ground": torch.tensor(variant.grounds)[torch.randint(len(variant.grounds), (n,), generator=g)],
     }
     scene["centre"], scene["ok"] = place(scene, g)
@@ -134,7 +138,7 @@ def take(scene, rows):
     return {k: v[rows] for k, v in scene.items()}
 
 
-SCENE_ONLY = ("size", "colour", "camera", "lights", "light_position", "ground")
+SCENE_ONLY = ("size", "colour", "camera", "light_position", "ground")
 
 
 def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None, samples=2, params=False):
@@ -157,7 +161,7 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         scene = take(scene, scene.pop("ok"))
         scene = sort_objects(scene, back_to_front(scene))
         on_device = {k: v.to(device) for k, v in scene.items()}
-        image, coverage, visible = render.render(on_device, image_size, samples)
+        image, coverage, visible = render.render(on_device, image_size, samples, variant.zoom, variant.metal)
         enough = ((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]
         ok = enough.all(1).cpu()
         out = {k: v[ok] for k, v in scene.items()}
@@ -187,7 +191,8 @@ def single_objects(n, seed, variant="clevr3", image_size=96, device="cpu", sampl
         alone = {k: v.repeat_interleave(K, 0) for k, v in scene.items()}  # each scene once per object
         alone["present"] = alone["present"] & torch.eye(K, dtype=torch.bool).repeat(len(scene["present"]), 1)
         alone = take(alone, alone["present"].any(1))
-        image, _, _ = render.render({k: v.to(device) for k, v in alone.items()}, image_size, samples)
+        image, _, _ = render.render({k: v.to(device) for k, v in alone.items()}, image_size, samples, variant.zoom,
+                                    variant.metal)
         out.append((image * 255).round().to(torch.uint8).cpu())
         have += len(image)
     return torch.cat(out)[:n]

@@ -1,7 +1,7 @@
 """A dataset cache on disk: uint8 shards plus a manifest, written by `pyro-objects data make`.
 
-    DIR/manifest.json       dataset, seed, generator version, image size, and per split its
-                            image count and shards, each with its SHA-256
+    DIR/manifest.json       dataset, seed, generator version, renderer, image size, and per
+                            split its image count and shards, each with its SHA-256
     DIR/train-00000.npz     images uint8 [n, N, N, 3], amodal bool [n, K, N, N] (back to
     DIR/eval-00000.npz      front), count int [n]: the ground-truth format `score` reads
 
@@ -18,7 +18,7 @@ import torch
 from ..errors import InputError
 from ..runs import atomic_write
 
-VERSION = 2  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed)
+VERSION = 3  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed; 3: CLEVR lit as Blender lights it)
 
 
 def sha256(path):
@@ -47,14 +47,23 @@ def write_shards(data, split, out_dir, shard_size):
     return shards
 
 
-def make(name, sizes, out_dir, seed=0, shard_size=10_000, device="cpu", cfg=None, progress=None):
-    """Generate each split of a dataset and write it as shards. sizes: {split: n} -> the manifest dict."""
-    from . import load
+RENDERERS = ("torch", "blender")  # data/render.py (every dataset's generator), or Blender's Cycles (CLEVR only)
+
+
+def make(name, sizes, out_dir, seed=0, shard_size=10_000, device="cpu", cfg=None, progress=None, renderer="torch"):
+    """Generate each split of a dataset and write it as shards. sizes: {split: n} -> the manifest dict.
+    renderer "blender" draws the same CLEVR scenes with Cycles (data/blender.py; bpy needed)."""
+    from . import blender, load
+    if renderer not in RENDERERS:
+        raise InputError(f"unknown renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
+    draw = blender.load if renderer == "blender" else load  # the same signature and scenes
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "splits": {}}
+    manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "renderer": renderer, "splits": {}}
+    if renderer == "blender":
+        manifest["blender"] = blender.settings()
     for split, n in sizes.items():
-        data = load(name, split, n, seed=seed, device=device, cfg=cfg)
+        data = draw(name, split, n, seed=seed, device=device, cfg=cfg)
         manifest["image_size"] = data.image_size
         manifest["splits"][split] = {"images": len(data), "shards": write_shards(data, split, out_dir, shard_size)}
         if progress:
