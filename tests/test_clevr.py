@@ -76,7 +76,7 @@ def test_scenes_keep_clevrs_constraints(scenes):
     for i in range(len(count)):
         centre = scenes["centre"][i, :count[i]]
         distance = (centre[:, None] - centre[None]).norm(dim=-1) + 10 * torch.eye(len(centre))
-        assert distance.min() >= 2 * 0.85 / math.sqrt(2) + clevr.MIN_DIST - 1e-5  # the smallest pair, two small cubes
+        assert distance.min() >= 2 * 0.4 + clevr.MIN_DIST - 1e-5  # the smallest pair, two small objects
 
 
 def test_every_object_keeps_its_visible_pixels():

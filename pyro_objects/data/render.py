@@ -1,8 +1,8 @@
 """A small ray caster for CLEVR-like scenes, in torch (CPU or GPU), batched over scenes.
 
-Spheres, cubes (turned about the vertical) and cylinders stand on CLEVR's ground: flat,
-bending up some 11 units behind the origin into a backdrop (a quarter ellipse, then a
-wall). A pinhole camera looks at the origin. The light is CLEVR's, in its units (linear
+Spheres, cubes (turned about the vertical, their edges chamfered where CLEVR's are rounded)
+and cylinders stand on CLEVR's ground: flat, bending up some 11 units behind the origin into
+a backdrop (a quarter ellipse, then a wall). A pinhole camera looks at the origin. The light is CLEVR's, in its units (linear
 radiance, Blender's Watts): three square area lamps facing the origin (key, fill, back),
 each sampled at one point of an S×S grid over its square per ray of a pixel (soft
 shadows, inverse-square falloff), a sun (its disc sampled the same way), and the light
@@ -148,11 +148,19 @@ def hit_sphere(o, d, r, c, s):
     return torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), FAR)
 
 
+CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
+SLABS = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1],
+                      [0, 1, -1]])  # a chamfered cube: |p · n| <= half-width, for each n
+SLAB_WIDTH = torch.tensor([1.0] * 3 + [2 - CHAMFER] * 6)
+
+
 def hit_cube(o, d, r, c, s):
-    """Distance to a cube of half-extent r turned by the azimuth (c, s): slabs in its own frame."""
-    ol, dl = rotate(o, c, s), rotate(d, c, s)
+    """Distance to a cube of half-extent r, its edges chamfered, turned by the azimuth (c, s): slabs in its own frame."""
+    slabs = SLABS.to(d.device)
+    ol, dl = rotate(o, c, s) @ slabs.T, rotate(d, c, s) @ slabs.T  # [M, 9]
     inv = 1 / torch.where(dl.abs() < 1e-9, torch.full_like(dl, 1e-9), dl)
-    t0, t1 = (-r[:, None] - ol) * inv, (r[:, None] - ol) * inv
+    half = r[:, None] * SLAB_WIDTH.to(d.device)
+    t0, t1 = (-half - ol) * inv, (half - ol) * inv
     t_near, t_far = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
     return torch.where((t_near < t_far) & (t_far > 0), t_near, FAR)
 
@@ -269,10 +277,10 @@ def surface_normal(origin, direction, t, nearest, hits, scene, elsewhere):
     d = direction[b, p]
     point = (origin[b, 0] - centre) + t[b, p][:, None] * d  # relative to the object's centre
     n_sphere = point / r
-    local = rotate(point, c, s)
-    face = (local.abs() / r).argmax(-1, keepdim=True)
-    n_local = torch.zeros_like(local).scatter(-1, face, local.gather(-1, face).sign())
-    n_cube = rotate(n_local, c, -s)  # back to the world's frame
+    slabs = SLABS.to(d.device)
+    across = rotate(point, c, s) @ slabs.T  # [M, 9]
+    face = (across.abs() / SLAB_WIDTH.to(d.device)).argmax(-1)  # the slab the point lies on
+    n_cube = rotate(slabs[face] * across.gather(-1, face[:, None]).sign(), c, -s)  # back to the world's frame
     on_top = point[:, 2:] >= r - 1e-3
     n_cyl = torch.where(on_top, torch.tensor([0.0, 0.0, 1.0], device=d.device),
                         torch.cat([point[:, :2] / r, torch.zeros_like(point[:, :1])], -1))

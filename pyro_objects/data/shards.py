@@ -18,7 +18,8 @@ import torch
 from ..errors import InputError
 from ..runs import atomic_write
 
-VERSION = 3  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed; 3: CLEVR lit as Blender lights it)
+VERSION = 4  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed; 3: CLEVR lit as Blender
+# lights it; 4: CLEVR's camera and lamps, unshrunk cubes, the fork's clevr5 sizes, framing and colours)
 
 
 def sha256(path):
