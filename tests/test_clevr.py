@@ -23,7 +23,7 @@ def two_spheres(near_first):
     return {"shape": torch.zeros(1, 2, dtype=torch.long), "centre": centre, "size": torch.full((1, 2), 1.0),
             "angle": torch.zeros(1, 2), "colour": torch.tensor([[[1.0, 0, 0], [0, 0, 1.0]]]),
             "metal": torch.zeros(1, 2, dtype=torch.bool), "present": torch.ones(1, 2, dtype=torch.bool),
-            "camera": camera, "lights": torch.tensor([[[0.0, 0, 1]] * 3]), "ground": torch.tensor([0.8])}
+            "camera": camera, "light_position": torch.tensor([[[1.0, 0, 10]] * 3]), "ground": torch.tensor([0.8])}
 
 
 @pytest.mark.parametrize("near_first", [True, False])
@@ -41,8 +41,10 @@ def test_the_nearer_sphere_hides_the_farther(near_first):
     assert order == [1 - near, near]
 
 
-def test_the_scene_is_mirror_symmetric_about_the_cameras_plane():
-    scene = two_spheres(True)  # camera, spheres and light all lie in the plane y = 0
+def test_the_scene_is_mirror_symmetric_about_the_cameras_plane(monkeypatch):
+    scene = two_spheres(True)  # camera, spheres and lamps all lie in the plane y = 0
+    monkeypatch.setitem(render.SUN, "strength", 0.0)  # CLEVR's sun and backdrop are turned away from it
+    monkeypatch.setattr(render, "BACKDROP_AXIS", (-1.0, 0.0))
     image, coverage, _ = render.render(scene, N)
     assert torch.allclose(coverage, coverage.flip(-1)) and torch.allclose(image, image.flip(2), atol=1e-5)
 
@@ -51,7 +53,7 @@ def test_a_shadow_falls_away_from_the_light():
     scene = two_spheres(True)
     scene["present"][0, 1] = False
     lit, _, _ = render.render(scene, N)
-    scene["lights"] = torch.tensor([[[-1.0, 0, 1]] * 3]) / math.sqrt(2)  # light from behind the sphere
+    scene["light_position"] = torch.tensor([[[-10.0, 0, 10]] * 3])  # the lamps behind the sphere
     shaded, coverage, _ = render.render(scene, N)
     ground = coverage[0, 0] == 0
     assert (shaded[0][ground].sum(-1) < lit[0][ground].sum(-1) - 0.05).sum() > 20  # a shadow in front of it
@@ -74,7 +76,7 @@ def test_scenes_keep_clevrs_constraints(scenes):
     for i in range(len(count)):
         centre = scenes["centre"][i, :count[i]]
         distance = (centre[:, None] - centre[None]).norm(dim=-1) + 10 * torch.eye(len(centre))
-        assert distance.min() >= 2 * 0.85 / math.sqrt(2) + clevr.MIN_DIST - 1e-5  # the smallest pair, two small cubes
+        assert distance.min() >= 2 * 0.4 + clevr.MIN_DIST - 1e-5  # the smallest pair, two small objects
 
 
 def test_every_object_keeps_its_visible_pixels():
@@ -93,7 +95,7 @@ def test_the_back_to_front_order_explains_the_rendered_occlusions(variant):
     order = clevr.back_to_front(scene)
     assert not (order == torch.arange(order.shape[1])).all()  # some scenes are reordered
     sorted_scene = clevr.sort_objects(scene, order)
-    for k in ("camera", "lights", "ground"):
+    for k in ("camera", "light_position", "ground"):
         assert torch.equal(sorted_scene[k], scene[k]), k
     _, coverage, visible = render.render(sorted_scene, N)
     _, _, seg = metrics.truth_masks(coverage >= 0.5, sorted_scene["present"].sum(1))
@@ -141,9 +143,10 @@ def test_a_lone_sphere_is_a_disc_at_its_projected_centre():
 def test_single_objects_show_one_object_each_over_the_ground():
     alone = clevr.single_objects(4, seed=2, variant="clevr3", image_size=N).float() / 255
     assert alone.shape == (4, N, N, 3)
-    ground = alone.flatten(1, 2).median(1).values[:, None, None]  # the ground fills most of the view
-    differs = ((alone - ground).abs().amax(-1) > 0.1).flatten(1).sum(1)
-    assert (differs > 10).all() and (differs < N * N / 3).all()
+    # the ground's light changes smoothly: sharp steps between neighbouring pixels are the object's outline
+    step = (alone[:, 1:, 1:] - alone[:, :-1, 1:]).abs().amax(-1) + (alone[:, 1:, 1:] - alone[:, 1:, :-1]).abs().amax(-1)
+    edges = (step > 0.1).flatten(1).sum(1)
+    assert (edges > 10).all() and (edges < N * N / 10).all()
 
 
 def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
@@ -153,8 +156,37 @@ def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
     del scene["ok"]
     low = {**scene, "camera": scene["camera"] * torch.tensor([1.0, 1.0, 0.1])}
     culled = [render.render(s, N) for s in (scene, low)]
-    every_pair = lambda origin, direction, scene, centre: scene["present"][..., None].expand(  # noqa: E731
+    every_pair = lambda origin, direction, scene, centre, reach=None: scene["present"][..., None].expand(  # noqa: E731
         -1, -1, max(origin.shape[1], direction.shape[1])).clone()
     monkeypatch.setattr(render, "candidates", every_pair)
     for s, outputs in zip((scene, low), culled):
         assert all(torch.equal(a, b) for a, b in zip(outputs, render.render(s, N)))
+
+
+def test_the_ground_bends_up_into_a_wall_behind_the_scene():
+    s0, a, b, top = render.BACKDROP
+    axis = torch.tensor([*render.BACKDROP_AXIS, 0.0])
+    axis = axis / axis.norm()
+    origin = torch.tensor([[0.0, 0, 5], [0, 0, 1], [0, 0, 15], [0, 0, 30]])
+    direction = torch.stack([torch.tensor([0.0, 0, -1]), axis, axis, axis])
+    t, normal = render.hit_ground(origin, direction)
+    bend = s0 + a * math.sqrt(1 - (1 - 1 / b) ** 2)  # where the bend is 1 high
+    assert t[0] == pytest.approx(5) and torch.allclose(normal[0], torch.tensor([0.0, 0, 1]))
+    assert t[1] == pytest.approx(bend, rel=1e-3) and normal[1] @ axis < 0 < normal[1, 2]  # facing the scene, up
+    assert t[2] == pytest.approx(s0 + a, rel=1e-3) and torch.allclose(normal[2], -axis, atol=1e-3)
+    assert t[3] == render.FAR  # over the top
+
+
+def test_a_lamp_lights_the_ground_by_the_inverse_square_law(monkeypatch):
+    """One lamp 4 above the ground's origin, facing it; no sun, no bounced light: the ground below
+    shows P / π / d² × ρ / π (a Lambertian emitter seen head-on, a Lambertian ground)."""
+    monkeypatch.setitem(render.SUN, "strength", 0.0)
+    monkeypatch.setattr(render, "AMBIENT", {"ground": 0.0, "above": 0.0, "below": 0.0})
+    scene = two_spheres(True)
+    scene["present"][:] = False
+    scene["camera"] = torch.tensor([[0.01, 0.0, 10.0]])  # looking straight down
+    scene["light_position"] = torch.tensor([[[0.0, 0.02, 4.0], [0.0, 0.02, 1e3], [0.0, 0.02, 1e3]]])
+    image, _, _ = render.render(scene, 9, S=1)
+    width, power, colour = render.LAMPS[0]
+    expected = torch.tensor(colour) * power / math.pi / 16 * 0.8 / math.pi
+    assert torch.allclose(image[0, 4, 4], render.srgb(expected), atol=2e-3)

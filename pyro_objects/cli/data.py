@@ -25,7 +25,9 @@ def data_group():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Images per shard.")
 @click.option("--device", help="Where to generate (default: the GPU if there is one).")
-def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
+@click.option("--renderer", type=click.Choice(shards.RENDERERS), default="torch", show_default=True,
+              help="CLEVR only: blender renders the same scenes with Cycles on the CPU (pip install -e \".[blender]\").")
+def make_command(name, n, n_eval, out_dir, seed, shard_size, device, renderer):
     """Generate a dataset's train and eval splits into uint8 shards with a manifest of checksums.
 
     Each shard is also a ground-truth file for `pyro-objects score` (images, amodal, count).
@@ -35,9 +37,18 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device):
         raise click.ClickException("a folder of images is its own cache: train on folder:PATH directly")
     sizes = {"train": n or cfg.n_train, "eval": n_eval or cfg.n_eval}
     shards.check_new(out_dir, sizes, shard_size)
-    device = pick_device(device)
-    splits = ((split, datasets.load(name, split, n, seed, device, cfg)) for split, n in sizes.items())
-    shards.make(name, splits, out_dir, seed, shard_size, progress=lambda split, k: click.echo(f"{split}: {k} images"))
+    if renderer == "blender":
+        from ..data import blender
+        if name not in blender.clevr.VARIANTS:
+            raise click.ClickException(f"the Blender renderer draws CLEVR only, not {name!r}: "
+                                       f"choose from {', '.join(blender.clevr.VARIANTS)}")
+        blender.require_bpy()
+        splits = ((split, blender.load(name, split, n, seed)) for split, n in sizes.items())
+    else:
+        device = pick_device(device)
+        splits = ((split, datasets.load(name, split, n, seed, device, cfg)) for split, n in sizes.items())
+    shards.make(name, splits, out_dir, seed, shard_size, progress=lambda split, k: click.echo(f"{split}: {k} images"),
+                renderer=renderer)
     click.echo(f"{name} -> {out_dir}/manifest.json")
 
 

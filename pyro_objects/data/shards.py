@@ -1,7 +1,7 @@
 """A dataset cache on disk: uint8 shards plus a manifest, written by `pyro-objects data make`.
 
-    DIR/manifest.json       dataset, seed, generator version, image size, and per split its
-                            image count and shards, each with its SHA-256
+    DIR/manifest.json       dataset, seed, generator version, renderer, image size, and per
+                            split its image count and shards, each with its SHA-256
     DIR/train-00000.npz     images uint8 [n, N, N, 3], amodal bool [n, K, N, N] (back to
     DIR/eval-00000.npz      front), count int [n]: the ground-truth format `score` reads
 
@@ -18,7 +18,8 @@ import torch
 from ..errors import InputError
 from ..files import atomic_write
 
-VERSION = 2  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed)
+VERSION = 4  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed; 3: CLEVR lit as Blender
+# lights it; 4: CLEVR's camera and lamps, unshrunk cubes, the fork's clevr5 sizes, framing and colours)
 
 
 def sha256(path):
@@ -47,6 +48,9 @@ def write_shards(data, split, out_dir, shard_size):
     return shards
 
 
+RENDERERS = ("torch", "blender")  # data/render.py (every dataset's generator), or Blender's Cycles (CLEVR only)
+
+
 def check_new(out_dir, sizes, shard_size):
     """Refuse, before any work, an out_dir that holds a cache or a run, or files the shards would replace."""
     out_dir = Path(out_dir)
@@ -63,12 +67,18 @@ def check_new(out_dir, sizes, shard_size):
                                  "choose another --out")
 
 
-def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None):
-    """Write each (split, Dataset) of splits (one at a time, as they come) as shards, then the manifest.
+def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None, renderer="torch"):
+    """Write each (split, Dataset) of splits (one at a time, as they come) as shards, then the manifest,
+    which records the renderer that drew them (and, for Blender's, bpy's version and samples).
     -> the manifest dict"""
+    if renderer not in RENDERERS:
+        raise InputError(f"unknown renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "splits": {}}
+    manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "renderer": renderer, "splits": {}}
+    if renderer == "blender":
+        from . import blender
+        manifest["blender"] = blender.settings()
     for split, data in splits:
         manifest["image_size"] = data.image_size
         manifest["splits"][split] = {"images": len(data), "shards": write_shards(data, split, out_dir, shard_size)}
