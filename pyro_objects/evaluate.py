@@ -28,13 +28,13 @@ from . import baselines
 from . import data as datasets
 from . import fid as fidlib
 from . import metrics
-from .data import clevr, dsprites, polygons
+from .data import clevr, dsprites, polygons, shards
 from .decompose import decompose
 from .errors import InputError
 from .files import check_output
 from .model import Model
 from .report import PAPER, write_results
-from .runs import has_scene_prior, load_checkpoint, load_run
+from .runs import has_scene_prior, load_checkpoint, load_run, output_path
 
 DECOMPOSITION = ("mIOU", "aIOU", "DPA", "FG-ARI")
 
@@ -212,23 +212,28 @@ def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device=
 
 
 def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=True, fid_n=None, json_path=None,
-             seed=0):
-    """Evaluate a run on n images of its dataset's split; write results.json, results.md and the DPA curve.
+             seed=0, cache=None):
+    """Evaluate a run on n images of its dataset's split (from a dataset cache where given: a Blender-rendered
+    reference, say); write results.json, results.md and the DPA curve.
 
     -> (results dict, {"json", "markdown", "dpa_curve"} paths written)
     """
     if n < 1:
         raise InputError("--n must be at least 1")
-    json_path = Path(json_path or Path(run_dir) / "results.json")
+    json_path = Path(json_path or output_path(run_dir, "results.json"))
     for path, kind in ((json_path, "json"), (json_path.with_suffix(".md"), "md"),
                        (json_path.with_name(json_path.stem + "-dpa.png"), "png")):
         check_output(path, kind)  # before any work
     cfg, model, guide, state = load_any(run_dir, device)
-    data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg, cache=state.get("cache"))
+    cache = cache or state.get("cache")
+    data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg, cache=cache)
     if guide is None:
         torch.manual_seed(seed)  # Slot Attention draws its first slots at random: the same numbers every time
     results = evaluate_data(model, guide, cfg, data, split, batch_size, device, fid, fid_n, seed, has_scene_prior(state))
     results["run"] = str(run_dir)
+    results["renderer"] = shards.read_manifest(cache).get("renderer", "torch") if cache else "torch"
+    if cache:
+        results["cache"] = str(cache)
     if "baseline" in state:
         results["baseline"] = state["baseline"]
     return results, write_results(results, json_path)

@@ -8,6 +8,7 @@
                          learning rate, the temperature and σ reached, seconds trained, and the
                          dataset cache trained from. No RNG state: each step's seed comes from
                          its number (schedules.step_seed), so a run resumes exactly without one.
+    RUN/commands.txt     the command lines that trained it (pyro-objects export records them)
     RUN/log.csv          the loss terms, temperature, σ and learning rate every few steps
     RUN/quality.csv      held-out scores against minutes trained (train --eval-every)
     RUN/figures/         decompositions and samples
@@ -30,6 +31,7 @@ from typing import Optional
 
 import torch
 
+from . import pretrained
 from .config import LOSS_WEIGHTS, Config, check
 from .errors import InputError
 from .files import atomic_write
@@ -163,7 +165,10 @@ def save_checkpoint(run_dir, state):
 
 
 def load_checkpoint(run_dir, device="cpu"):
-    """The run's checkpoint, or an InputError that says what is wrong."""
+    """The run's checkpoint, or an InputError that says what is wrong. run_dir may name a
+    pretrained model instead: "pretrained:clevr3" (pyro_objects/pretrained)."""
+    if pretrained.is_pretrained(str(run_dir)):
+        return pretrained.read(str(run_dir), device)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} does not exist")
@@ -185,6 +190,27 @@ def ours(state, run_dir):
         raise InputError(f"{run_dir} holds a run of the {state['baseline']} baseline: only `decompose` and `evaluate` "
                          f"read it, and `pyro-objects baseline train {state['baseline']} ... --resume` continues it")
     return state
+
+
+def output_path(run_dir, *parts):
+    """Where a command writes by default: RUN_DIR/parts..., or NAME-file in the working directory
+    for a pretrained model (whose files are the package's own)."""
+    if pretrained.is_pretrained(str(run_dir)):
+        return Path(f"{Path(str(run_dir)[len(pretrained.PREFIX):]).stem}-{parts[-1]}")
+    return Path(run_dir, *parts)
+
+
+def record_command(run_dir, line):
+    """Add the command line that trained (or resumed) a run to RUN/commands.txt, one line each."""
+    path = Path(run_dir) / "commands.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    before = path.read_text() if path.is_file() else ""
+    atomic_write(path, lambda p: p.write_text(before + line + "\n"))
+
+
+def commands(run_dir):
+    path = Path(run_dir) / "commands.txt"
+    return path.read_text().splitlines() if path.is_file() else []
 
 
 def load_run(run_dir, device="cpu"):

@@ -27,4 +27,4 @@ def main():
     """Learn, sample and decompose images made of objects."""
 
 
-from . import baselines, bench, data, evaluate, models, train  # noqa: E402,F401  (each registers its commands)
+from . import baselines, bench, data, evaluate, models, pretrained, train  # noqa: E402,F401  (each registers its commands)

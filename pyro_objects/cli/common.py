@@ -1,6 +1,8 @@
 """What several commands share: the device, durations."""
 import re
+import shlex
 
+import click
 import torch
 
 from ..errors import InputError
@@ -20,3 +22,20 @@ def parse_duration(text):
     if not m:
         raise InputError(f"cannot read the duration {text!r}: use e.g. 90s, 9m or 1h")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def command_line(ctx):
+    """The command as it was given, rebuilt from click's parsed parameters (what differs from the
+    defaults), e.g. "pyro-objects train clevr3 --seed 1 --time-budget 400s"."""
+    words = ["pyro-objects", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif value not in (None, False, (), param.default):
+            flag = max(param.opts, key=len)
+            if param.is_flag:
+                words.append(flag)
+            else:
+                words += [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
+    return " ".join(shlex.quote(w) for w in words)

@@ -21,10 +21,13 @@ from .common import pick_device
 @click.option("--fid/--no-fid", default=True, show_default=True, help="Also FID and KID of generated images.")
 @click.option("--fid-n", type=click.IntRange(min=2), help="Images per set for FID and KID (default: --n).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--data", "cache", type=click.Path(file_okay=False),
+              help="Score on this dataset cache's split instead (`pyro-objects data make`; e.g. Blender-rendered CLEVR).")
 @click.option("--device")
-def evaluate_command(run_dir, split, n, json_path, fid, fid_n, batch_size, device):
-    """mIOU, aIOU, DPA, FG-ARI, MSE, FID and KID of a trained run, beside the paper's numbers."""
-    results, paths = evaluate(run_dir, split, n, batch_size, pick_device(device), fid, fid_n, json_path)
+def evaluate_command(run_dir, split, n, json_path, fid, fid_n, batch_size, cache, device):
+    """mIOU, aIOU, DPA, FG-ARI, MSE, FID and KID of a trained run (RUN_DIR, or pretrained:NAME), beside
+    the paper's numbers."""
+    results, paths = evaluate(run_dir, split, n, batch_size, pick_device(device), fid, fid_n, json_path, cache=cache)
     click.echo(markdown(results))
     click.echo(" ".join(f"{kind}: {path}" for kind, path in paths.items()))
 

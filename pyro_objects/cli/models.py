@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..evaluate import load_any, predict
 from ..files import check_output
 from ..interpolate import FACTORS, interpolate
-from ..runs import has_scene_prior, load_run
+from ..runs import has_scene_prior, load_run, output_path
 from ..score import save_npz
 from ..viz import decomposition_figure, rows_figure, samples_figure, save_gif
 from . import main
@@ -39,7 +39,7 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
     With --place or --front the same scenes are drawn again under pyro.poutine.do on θ or d
     (every other latent as it was); the scenes before the intervention go to OUT-before.png.
     """
-    out = check_output(out or Path(run_dir) / "figures" / "samples.png", "png")
+    out = check_output(out or output_path(run_dir, "figures", "samples.png"), "png")
     before = check_output(out.with_name(f"{out.stem}-before{out.suffix}"), "png") if placements or front is not None else None
     requests = [parse_place(p) for p in placements]
     device = pick_device(device)
@@ -82,7 +82,7 @@ def interpolate_command(run_dir, image_a, image_b, factor, steps, out, device):
     ξ's means). The figure shows image a, the steps, then image b. Images that are not the
     run's size are centre-cropped and resized.
     """
-    out = Path(out or Path(run_dir) / "figures" / f"interpolate-{factor}.png")
+    out = Path(out or output_path(run_dir, "figures", f"interpolate-{factor}.png"))
     out = check_output(out, "gif" if out.suffix.lower() == ".gif" else "png", inputs=[image_a, image_b])
     device = pick_device(device)
     cfg, model, guide, state = load_run(run_dir, device)
@@ -131,7 +131,7 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     farther), theta int [N, J, 2] (row, col of each slot's argmax pixel), recon float [N, H, W, 3] in [0, 1].
     A baseline's run (`pyro-objects baseline train`) exports alpha (its slots' modal masks) and recon alone.
     """
-    out = check_output(out or Path(run_dir) / "figures" / "decompose.png", "png", inputs=[input_path])
+    out = check_output(out or output_path(run_dir, "figures", "decompose.png"), "png", inputs=[input_path])
     pred_path = check_output(pred_path, "npz", inputs=[input_path]) if pred_path else None
     device = pick_device(device)
     cfg, model, guide, _ = load_any(run_dir, device)

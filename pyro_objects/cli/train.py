@@ -11,7 +11,7 @@ from ..config import LOSS_WEIGHTS, Speed, config_for, parse_settings, quick, wit
 from ..errors import InputError
 from ..train import train
 from . import main
-from .common import parse_duration, pick_device
+from .common import command_line, parse_duration, pick_device
 
 
 @main.command("train")
@@ -79,6 +79,8 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, settings, lr, 
                    "hyperprior_epochs": 0 if no_hyperprior else None}
         cfg = with_settings(cfg, settings).replace(**{k: v for k, v in options.items() if v is not None})
         run = runs.start(cfg, run_dir, seed, lr, cache)
+    if int(os.environ.get("RANK", 0)) == 0:
+        runs.record_command(run_dir, command_line(click.get_current_context()))
     speed = Speed(precision=precision, compile=compiled, channels_last=channels_last, cuda_graphs=not no_cuda_graphs)
     device = pick_device(device)
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1  # launched by torchrun: one process per GPU
