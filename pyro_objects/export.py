@@ -26,8 +26,8 @@ FIRST = 8  # held-out images whose scores the tests check again
 
 
 def halved(net):
-    """A network's state_dict with floating-point tensors in float16."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    """A network's state_dict on the CPU, floating-point tensors in float16."""
+    return {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in net.state_dict().items()}
 
 
 def scores_of(model, guide, data, batch_size, device):
@@ -36,7 +36,10 @@ def scores_of(model, guide, data, batch_size, device):
 
 
 def git_commit():
-    """The commit of the source tree the package runs from, or $PYRO_OBJECTS_COMMIT where there is no git."""
+    """$PYRO_OBJECTS_COMMIT where it is set (a copy of the tree without its history), else the commit of
+    the git tree the package runs from, else "unknown"."""
+    if os.environ.get("PYRO_OBJECTS_COMMIT"):
+        return os.environ["PYRO_OBJECTS_COMMIT"]
     try:
         out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10)
@@ -44,7 +47,7 @@ def git_commit():
             return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("PYRO_OBJECTS_COMMIT", "unknown")
+    return "unknown"
 
 
 def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
@@ -57,7 +60,7 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
     cfg, model, guide, state = runs.load_run(run_dir, device)
     if pretrained.is_pretrained(str(run_dir)):
         raise InputError(f"{run_dir} is exported already")
-    data = datasets.load(cfg.dataset, "eval", n, seed=0, cfg=cfg)
+    data = datasets.load(cfg.dataset, "eval", n, seed=0, device=device, cfg=cfg)
     full = scores_of(model, guide, data, batch_size, device)
     reduced = {"model": halved(model), "guide": halved(guide)}
     model.load_state_dict(reduced["model"])  # float16 values, back in the float32 networks

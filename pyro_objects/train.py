@@ -34,6 +34,7 @@ from .model import Model
 from .monitor import Log, epoch_figures, score_quality
 from .runs import load_checkpoint, lock, save_checkpoint, save_config
 
+WARM_UP_STEPS = 3  # a call's first steps (compilation, graph capture), left out of the step time the budget plans with
 MAX_RESTORES = 3  # non-finite losses between two checkpoints, each answered by the last one at half the rate
 
 
@@ -160,17 +161,20 @@ class Clock:
 
     def __init__(self, state, budget):
         self.start, self.budget, self.before = time.monotonic(), budget, state["seconds"] if state else 0.0
-        self.step_time, self.excluded = 0.0, 0.0
+        self.step_time, self.plan_time, self.excluded, self.ticks = 0.0, 0.0, 0.0, 0
 
     def out_of_time(self):
-        return self.budget is not None and time.monotonic() - self.start + 3 * self.step_time + 5 > self.budget
+        return self.budget is not None and time.monotonic() - self.start + 3 * self.plan_time + 5 > self.budget
 
     def tick(self):
         self.ticked = time.monotonic()
 
-    def tock(self):  # a running average of the step's time
-        took = time.monotonic() - self.ticked
+    def tock(self):  # running averages of the step's time: all steps (the logged rate), and those the
+        took = time.monotonic() - self.ticked  # budget plans with, from the fourth step of the call on: the
+        self.ticks += 1  # first ones compile the networks and capture the CUDA graph
         self.step_time = 0.9 * self.step_time + 0.1 * took if self.step_time else took
+        if self.ticks > WARM_UP_STEPS:
+            self.plan_time = 0.9 * self.plan_time + 0.1 * took if self.plan_time else took
 
     def seconds(self):
         return self.before + time.monotonic() - self.start - self.excluded

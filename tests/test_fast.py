@@ -99,6 +99,28 @@ def test_fused_adam_keeps_pyro_optim_adams_state_and_each_goes_on_from_the_other
             assert torch.allclose(s_mixed[name]["state"][0]["exp_avg_sq"], s["state"][0]["exp_avg_sq"], rtol=1e-4)
 
 
+def test_moments_saved_in_one_layout_go_on_in_the_other():
+    """--channels-last may change on resume: the moments take their parameter's layout (the fused
+    kernel on a GPU refuses a mix), with their values."""
+    x = torch.rand(4, 3, SMOOTH.image_size, SMOOTH.image_size)
+    saved = None
+    for channels_last in (True, False, True):
+        model, guide = networks(SMOOTH, speed=Speed(channels_last=channels_last, cuda_graphs=False))
+        optim = fast.FusedAdam({"lr": 1e-3})
+        if saved is not None:
+            optim.set_state(saved)
+        svi = SVI(model, guide, optim, loss=from_config(SMOOTH))
+        with pyro.validation_enabled(False):
+            svi.step(x, temperature=1.0, sigma=0.01)
+        stepped = [p for p in optim.adam.param_groups[0]["params"] if optim.adam.state.get(p)]
+        assert any(p.dim() == 4 for p in stepped)
+        for p in stepped:
+            for k in ("exp_avg", "exp_avg_sq"):
+                assert optim.adam.state[p][k].stride() == p.stride()
+        assert int(next(iter(optim.adam.state.values()))["step"]) == (1 if saved is None else 2 if not channels_last else 3)
+        saved = optim.get_state()
+
+
 def test_channels_last_weights_are_the_param_stores_own():
     model, guide = networks(SMOOTH, speed=Speed(channels_last=True))
     weight = guide.position.down[0][0].weight

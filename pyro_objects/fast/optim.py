@@ -40,6 +40,11 @@ class FusedAdam(pyro.optim.PyroOptim):
                 state["state"][i] = saved["state"][0]
         self._state_waiting_to_be_consumed = waiting  # for parameters not handed over yet
         self.adam.load_state_dict(state)
+        for p in params:  # moments saved in another layout (channels_last or not: --channels-last may change
+            moments = self.adam.state.get(p, {})  # on resume) take their parameter's, as the fused kernel needs
+            for k, v in moments.items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    moments[k] = torch.empty_like(p).copy_(v)
 
     def get_state(self):
         """{parameter name: the state dict of a torch Adam of that parameter alone}, as pyro.optim.Adam's."""
