@@ -45,7 +45,8 @@ RETIRED = ("placement", "precision", "compile", "channels_last", "cuda_graphs", 
 @dataclass
 class Run:
     """What training goes on from: a run directory, its config and seed, its checkpoint (None for
-    a new run), the learning rate to go on with and the one stage 2 starts at, and its data cache."""
+    a new run), the learning rate to go on with and the one stage 2 starts at, its data cache, and
+    the command line that asked for it (added to RUN/commands.txt when training starts)."""
     dir: Path
     cfg: Config
     seed: int = 0
@@ -53,6 +54,7 @@ class Run:
     lr: float = 5e-4
     stage_2_lr: float = 5e-4
     cache: Optional[str] = None
+    command: Optional[str] = None
 
 
 def start(cfg, run_dir, seed=0, lr=None, cache=None):

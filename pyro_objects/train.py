@@ -32,7 +32,7 @@ from .errors import InputError, TrainingError
 from .guide import Guide
 from .model import Model
 from .monitor import Log, epoch_figures, score_quality
-from .runs import load_checkpoint, lock, save_checkpoint, save_config
+from .runs import load_checkpoint, lock, record_command, save_checkpoint, save_config
 
 WARM_UP_STEPS = 3  # a call's first steps (compilation, graph capture), left out of the step time the budget plans with
 MAX_RESTORES = 3  # non-finite losses between two checkpoints, each answered by the last one at half the rate
@@ -58,6 +58,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         if lead:  # written once the run can start, so that a refused one leaves nothing behind
             run.dir.mkdir(parents=True, exist_ok=True)
             save_config(run.dir, cfg)
+            if run.command:
+                record_command(run.dir, run.command)
         if eval_every and lead and eval_data is None:
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=run.cache)
         stage = Stage(at["stage"], cfg, model, guide, at["lr"], device, speed, run.state and run.state["optim"])

@@ -79,13 +79,12 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, settings, lr, 
                    "hyperprior_epochs": 0 if no_hyperprior else None}
         cfg = with_settings(cfg, settings).replace(**{k: v for k, v in options.items() if v is not None})
         run = runs.start(cfg, run_dir, seed, lr, cache)
-    if int(os.environ.get("RANK", 0)) == 0:
-        runs.record_command(run_dir, command_line(click.get_current_context()))
     speed = Speed(precision=precision, compile=compiled, channels_last=channels_last, cuda_graphs=not no_cuda_graphs)
     device = pick_device(device)
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1  # launched by torchrun: one process per GPU
     if distributed:
         device = join_process_group(device)
+    run.command = command_line(click.get_current_context())  # into RUN/commands.txt once the run starts
     state = train(run, device=device, speed=speed, time_budget=parse_duration(time_budget) if time_budget else None,
                   eval_every=eval_every)
     if distributed:
