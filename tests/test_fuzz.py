@@ -106,7 +106,7 @@ CASES = [  # each a command line; {} is the place's folder
                                                         "random", "gt")],
     *[f"score {{}}/{name}.npz {{}}/pred.npz" for name in ("gt-n", "gt-hw", "gt-zero", "gt-count", "gt-float", "pred")],
     # data, bench, profile
-    "data make polygons --n 0 --out {}/newcache", "data make multi-dsprites --n 8 --n-eval 4 --out {}/cache",
+    "data make polygons --n 0 --n-eval 0 --out {}/newcache", "data make multi-dsprites --n 8 --n-eval 4 --out {}/cache",
     "data make polygons --n 8 --n-eval 4 --out {}/run", "data make folder:{}/folder --out {}/newcache",
     "data make polygons --shard-size 0 --out {}/newcache", "data show mnist", "data show polygons --n 0",
     "data show polygons --out {}/run/checkpoint.pt", "data show polygons --split test",

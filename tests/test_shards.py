@@ -71,3 +71,11 @@ def test_training_reads_the_cache_and_a_resumed_run_goes_on_reading_it(cache):
     (cache / "manifest.json").unlink()  # a resumed run reads the cache it started with
     with pytest.raises(InputError, match="no manifest.json"):
         train(resume(cache.parent / "run"), figures=False, progress=False)
+
+
+def test_data_make_with_n_0_writes_the_eval_split_alone(tmp_path):
+    result = CliRunner().invoke(main, ["data", "make", "polygons", "--n", "0", "--n-eval", "3", "--out", str(tmp_path),
+                                       "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert list(shards.read_manifest(tmp_path)["splits"]) == ["eval"]
+    assert len(shards.read(tmp_path, "polygons", "eval")["images"]) == 3

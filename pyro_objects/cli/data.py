@@ -19,8 +19,8 @@ def data_group():
 
 @data_group.command("make")
 @click.argument("name")
-@click.option("--n", type=click.IntRange(min=1), help="Training images (default: the config's, 90,000).")
-@click.option("--n-eval", type=click.IntRange(min=1), help="Held-out images (default: the config's, 10,000).")
+@click.option("--n", type=click.IntRange(min=0), help="Training images (default: the config's, 90,000; 0: no train split).")
+@click.option("--n-eval", type=click.IntRange(min=0), help="Held-out images (default: the config's, 10,000; 0: no eval split).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Directory for the shards.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Images per shard.")
@@ -35,7 +35,10 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device, renderer):
     cfg = config_for(name)
     if name.startswith("folder:"):
         raise click.ClickException("a folder of images is its own cache: train on folder:PATH directly")
-    sizes = {"train": n or cfg.n_train, "eval": n_eval or cfg.n_eval}
+    sizes = {"train": cfg.n_train if n is None else n, "eval": cfg.n_eval if n_eval is None else n_eval}
+    sizes = {split: k for split, k in sizes.items() if k > 0}
+    if not sizes:
+        raise click.ClickException("--n 0 and --n-eval 0 leave nothing to make")
     shards.check_new(out_dir, sizes, shard_size)
     if renderer == "blender":
         from ..data import blender
