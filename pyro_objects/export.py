@@ -72,7 +72,7 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
     if worst is not None and drops[worst] > max_drop:
         raise InputError(f"float16 weights lose {drops[worst]:.4f} {worst} (more than {max_drop}): not exported")
     about = {
-        "name": out.stem, "dataset": cfg.dataset, "preset": "ours",
+        "name": out.stem, "dataset": cfg.dataset, "preset": cfg.preset,
         "commands": runs.commands(run_dir), "commit": git_commit(),
         "generator_version": shards.VERSION, "renderer": "torch",
         "epoch": state["epoch"], "step": state["step"], "minutes": round(state.get("seconds", 0) / 60, 2),

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 from .. import runs
-from ..config import LOSS_WEIGHTS, Speed, config_for, parse_settings, quick, with_settings
+from ..config import LOSS_WEIGHTS, PRESETS, Speed, config_for, parse_settings, quick, with_preset, with_settings
 from ..errors import InputError
 from ..train import train
 from . import main
@@ -17,6 +17,9 @@ from .common import command_line, parse_duration, pick_device
 @main.command("train")
 @click.argument("dataset")
 @click.option("--quick", "is_quick", is_flag=True, help="Tiny data and networks: minutes on a CPU.")
+@click.option("--preset", type=click.Choice(list(PRESETS)),
+              help="ours (the default) or paper-training: our networks with the paper's schedules and readings "
+                   "(App. B, Eq. 5; docs/DESIGN.md lists what it sets and what stays ours).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the config's).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per step (default: the config's).")
 @click.option("--n-train", type=click.IntRange(min=1), help="Training images (default: the config's).")
@@ -51,7 +54,7 @@ from .common import command_line, parse_duration, pick_device
 @click.option("--no-cuda-graphs", is_flag=True,
               help="Launch every kernel of a step from Python instead of replaying the step as a CUDA graph "
                    "(the default on one GPU: the same steps, about twice as fast at batch 100).")
-def train_command(dataset, is_quick, epochs, batch_size, n_train, settings, lr, no_hyperprior, cache, run_dir, seed,
+def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settings, lr, no_hyperprior, cache, run_dir, seed,
                   resume, scene_prior_epochs, time_budget, eval_every, device, precision, compiled, channels_last,
                   no_cuda_graphs):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
@@ -60,11 +63,12 @@ def train_command(dataset, is_quick, epochs, batch_size, n_train, settings, lr, 
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes.
     The speed options (--precision, --compile, --channels-last, --no-cuda-graphs) may change
     when a run is resumed; what it trains may not."""
-    cfg = quick(config_for(dataset)) if is_quick else config_for(dataset)
+    cfg = with_preset(config_for(dataset), preset or "ours")
+    cfg = quick(cfg) if is_quick else cfg
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     if resume:
-        fixed = {"--epochs": epochs, "--batch-size": batch_size, "--n-train": None if scene_prior_epochs else n_train,
-                 "--no-hyperprior": no_hyperprior, "--data": cache}
+        fixed = {"--preset": preset, "--epochs": epochs, "--batch-size": batch_size,
+                 "--n-train": None if scene_prior_epochs else n_train, "--no-hyperprior": no_hyperprior, "--data": cache}
         given = [name for name, value in fixed.items() if value]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
