@@ -19,7 +19,7 @@ from . import pretrained, runs
 from .data import shards
 from .errors import InputError
 from .evaluate import decomposition_scores
-from .files import atomic_write
+from .files import atomic_write, sha256
 
 METRICS = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
 FIRST = 8  # held-out images whose scores the tests check again
@@ -88,5 +88,5 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
     check = out.with_suffix(".sha256")
     check.unlink(missing_ok=True)  # until the new checksum is written, the file is refused, never misread
     atomic_write(out, lambda p: torch.save(shipped, p))
-    atomic_write(check, lambda p: p.write_text(f"{pretrained.sha256(out)}  {out.name}\n"))
+    atomic_write(check, lambda p: p.write_text(f"{sha256(out)}  {out.name}\n"))
     return about

@@ -1,4 +1,5 @@
-"""Writing files so that nothing is ever half-written or written over by mistake."""
+"""Writing files so that nothing is ever half-written or written over by mistake, and checking them."""
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,15 @@ def atomic_write(path, write):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def sha256(path):
+    """The SHA-256 of a file, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # A run's and a cache's own files: no command's output may replace one of them.

@@ -8,7 +8,6 @@
 Every file is written atomically and the manifest last, so a cache is whole or absent.
 A shard whose checksum fails is reported by name and never used.
 """
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,18 +15,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..files import atomic_write
+from ..files import atomic_write, sha256
 
 VERSION = 4  # bump when a generator changes what a seed draws (2: clevr3 cameras fixed; 3: CLEVR lit as Blender
 # lights it; 4: CLEVR's camera and lamps, unshrunk cubes, the fork's clevr5 sizes, framing and colours)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_shards(data, split, out_dir, shard_size):

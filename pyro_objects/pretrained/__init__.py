@@ -11,13 +11,13 @@
 A file is made by `pyro-objects export RUN OUT.pt` (pyro_objects/export.py). `pretrained:PATH.pt`
 reads an exported file anywhere on disk, checked against PATH.sha256 beside it.
 """
-import hashlib
 from pathlib import Path
 
 import torch
 
 from .. import runs
 from ..errors import InputError
+from ..files import sha256
 
 PREFIX = "pretrained:"
 DIR = Path(__file__).parent
@@ -40,14 +40,6 @@ def path_of(spec):
         shipped = ", ".join(f"{PREFIX}{n}" for n in names()) or "none"
         raise InputError(f"there is no pretrained model {name!r} (shipped: {shipped}; or give pretrained:PATH.pt)")
     return path
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read(spec, device="cpu"):
