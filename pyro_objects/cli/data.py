@@ -5,7 +5,7 @@ import click
 
 from .. import data as datasets
 from ..config import config_for
-from ..data import shards
+from ..data import blender, clevr, shards
 from ..files import check_output
 from ..viz import scenes_figure, truth_figure
 from . import main
@@ -40,18 +40,18 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device, renderer):
     if not sizes:
         raise click.ClickException("--n 0 and --n-eval 0 leave nothing to make")
     shards.check_new(out_dir, sizes, shard_size)
+    settings = None
     if renderer == "blender":
-        from ..data import blender
-        if name not in blender.clevr.VARIANTS:
+        if name not in clevr.VARIANTS:
             raise click.ClickException(f"the Blender renderer draws CLEVR only, not {name!r}: "
-                                       f"choose from {', '.join(blender.clevr.VARIANTS)}")
-        blender.require_bpy()
+                                       f"choose from {', '.join(clevr.VARIANTS)}")
+        settings = blender.settings()  # an InputError where bpy is missing
         splits = ((split, blender.load(name, split, n, seed)) for split, n in sizes.items())
     else:
         device = pick_device(device)
         splits = ((split, datasets.load(name, split, n, seed, device, cfg)) for split, n in sizes.items())
     shards.make(name, splits, out_dir, seed, shard_size, progress=lambda split, k: click.echo(f"{split}: {k} images"),
-                renderer=renderer)
+                renderer=renderer, settings=settings)
     click.echo(f"{name} -> {out_dir}/manifest.json")
 
 

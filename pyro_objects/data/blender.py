@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import InputError
-from . import clevr
+from . import Dataset, clevr, shards, split_seed
 from .render import LAMPS, RUBBER, SUN
 
 SAMPLES = 32           # Cycles samples a pixel, then denoised (CLEVR: 512, not denoised)
@@ -467,7 +467,6 @@ def generate(n, seed, variant="clevr3", image_size=96, samples=SAMPLES, denoise=
 
 def load(name, split="train", n=300, seed=0, device=None, cfg=None):
     """A Blender-rendered CLEVR Dataset: data.load's scenes of the split and seed (device and cfg unused)."""
-    from . import Dataset, split_seed
     if name not in clevr.VARIANTS:
         raise InputError(f"the Blender renderer draws CLEVR only, not {name!r}: choose from {', '.join(clevr.VARIANTS)}")
     data = generate(n, split_seed(seed, split), name)
@@ -483,5 +482,5 @@ def make_reference(variant, n, out_dir, seed=0, split="eval"):
     """n Blender-rendered scenes of a CLEVR variant's split as a dataset cache (shards.make's files,
     its manifest recording renderer "blender"): the same scenes as `data make` draws, less any
     that break the visibility rule in Blender's render. -> the manifest dict"""
-    from . import shards
-    return shards.make(variant, [(split, load(variant, split, n, seed))], out_dir, seed, renderer="blender")
+    return shards.make(variant, [(split, load(variant, split, n, seed))], out_dir, seed, renderer="blender",
+                       settings=settings())

@@ -58,18 +58,17 @@ def check_new(out_dir, sizes, shard_size):
                                  "choose another --out")
 
 
-def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None, renderer="torch"):
+def make(name, splits, out_dir, seed=0, shard_size=10_000, progress=None, renderer="torch", settings=None):
     """Write each (split, Dataset) of splits (one at a time, as they come) as shards, then the manifest,
-    which records the renderer that drew them (and, for Blender's, bpy's version and samples).
+    which records the renderer that drew them and its settings (Blender's: blender.settings()).
     -> the manifest dict"""
     if renderer not in RENDERERS:
         raise InputError(f"unknown renderer {renderer!r}: use one of {', '.join(RENDERERS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"dataset": name, "seed": seed, "generator_version": VERSION, "renderer": renderer, "splits": {}}
-    if renderer == "blender":
-        from . import blender
-        manifest["blender"] = blender.settings()
+    if settings:
+        manifest[renderer] = settings
     for split, data in splits:
         manifest["image_size"] = data.image_size
         manifest["splits"][split] = {"images": len(data), "shards": write_shards(data, split, out_dir, shard_size)}

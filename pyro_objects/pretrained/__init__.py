@@ -1,6 +1,5 @@
 """Trained models shipped inside the package, read by name wherever a run directory is read:
-`pyro-objects decompose pretrained:clevr3`, `load_run("pretrained:clevr3")`,
-`pyro_objects.pretrained.load("clevr3")`.
+`pyro-objects decompose pretrained:clevr3`, `runs.load_run("pretrained:clevr3")`.
 
     pyro_objects/pretrained/NAME.pt       the networks' weights in float16 (read back as float32), the
                                           config, σ and the stage reached, and "about": the training
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from .. import runs
 from ..errors import InputError
 from ..files import sha256
 
@@ -62,9 +60,3 @@ def about(spec):
     """What made a pretrained model: its "about" record (commands, commit, scores, ...) and its config."""
     state = read(spec)
     return {**state["about"], "config": state["config"]}
-
-
-def load(name, device="cpu"):
-    """(cfg, model, guide) of a shipped model, networks in eval mode on device: load("clevr3")."""
-    cfg, model, guide, _ = runs.load_run(name if is_pretrained(name) else PREFIX + name, device)
-    return cfg, model, guide
