@@ -57,9 +57,9 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
         raise InputError(f"{out}: an exported model is a .pt file")
     if out.exists() and not out.with_suffix(".sha256").exists():
         raise InputError(f"{out} exists and is not an exported model (it has no .sha256 beside it): choose another path")
-    cfg, model, guide, state = runs.load_run(run_dir, device)
     if pretrained.is_pretrained(str(run_dir)):
         raise InputError(f"{run_dir} is exported already")
+    cfg, model, guide, state = runs.load_run(run_dir, device)
     data = datasets.load(cfg.dataset, "eval", n, seed=0, device=device, cfg=cfg)
     full = scores_of(model, guide, data, batch_size, device)
     reduced = {"model": halved(model), "guide": halved(guide)}

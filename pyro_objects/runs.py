@@ -205,7 +205,6 @@ def output_path(run_dir, *parts):
 def record_command(run_dir, line):
     """Add the command line that trained (or resumed) a run to RUN/commands.txt, one line each."""
     path = Path(run_dir) / "commands.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
     before = path.read_text() if path.is_file() else ""
     atomic_write(path, lambda p: p.write_text(before + line + "\n"))
 

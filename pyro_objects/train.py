@@ -174,9 +174,13 @@ class Clock:
     def tock(self):  # running averages of the step's time: all steps (the logged rate), and those the
         took = time.monotonic() - self.ticked  # budget plans with, from the fourth step of the call on: the
         self.ticks += 1  # first ones compile the networks and capture the CUDA graph
-        self.step_time = 0.9 * self.step_time + 0.1 * took if self.step_time else took
+        self.step_time = self._average(self.step_time, took)
         if self.ticks > WARM_UP_STEPS:
-            self.plan_time = 0.9 * self.plan_time + 0.1 * took if self.plan_time else took
+            self.plan_time = self._average(self.plan_time, took)
+
+    @staticmethod
+    def _average(mean, took):  # exponential, over about the last ten steps; the first step starts it
+        return 0.9 * mean + 0.1 * took if mean else took
 
     def seconds(self):
         return self.before + time.monotonic() - self.start - self.excluded

@@ -5,7 +5,7 @@ import click
 
 from .. import data as datasets
 from ..config import config_for
-from ..data import blender, clevr, shards
+from ..data import blender, shards
 from ..files import check_output
 from ..viz import scenes_figure, truth_figure
 from . import main
@@ -42,9 +42,7 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device, renderer):
     shards.check_new(out_dir, sizes, shard_size)
     settings = None
     if renderer == "blender":
-        if name not in clevr.VARIANTS:
-            raise click.ClickException(f"the Blender renderer draws CLEVR only, not {name!r}: "
-                                       f"choose from {', '.join(clevr.VARIANTS)}")
+        blender.require_variant(name)
         settings = blender.settings()  # an InputError where bpy is missing
         splits = ((split, blender.load(name, split, n, seed)) for split, n in sizes.items())
     else:

@@ -10,6 +10,11 @@ from . import main
 from .common import pick_device
 
 
+def scores_text(scores):
+    """'mIOU 0.6400  aIOU 0.6474 ... MSE 1.21e-03' of a {metric: value} dict."""
+    return "  ".join(f"{k} {fmt(v, '{:.4f}' if k != 'MSE' else '{:.2e}')}" for k, v in scores.items())
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path())
 @click.argument("out", type=click.Path(dir_okay=False))
@@ -26,8 +31,7 @@ def export_command(run_dir, out, n, max_drop, batch_size, device):
     about = export(run_dir, out, n, batch_size, pick_device(device), max_drop)
     scores = about["scores"]
     for kind in ("float32", "float16"):
-        click.echo(f"{kind}: " + "  ".join(f"{k} {fmt(v, '{:.4f}' if k != 'MSE' else '{:.2e}')}"
-                                           for k, v in scores[kind].items()) + f"  ({scores['images']} images)")
+        click.echo(f"{kind}: {scores_text(scores[kind])}  ({scores['images']} images)")
     click.echo(f"{run_dir} -> {out}")
 
 
@@ -63,7 +67,6 @@ def info_command(model, as_json):
         elif key == "scores":
             click.echo(f"scores on {value['images']} held-out images (split {value['split']}, seed {value['seed']}):")
             for kind in ("float32", "float16"):
-                click.echo(f"  {kind}: " + "  ".join(f"{k} {fmt(v, '{:.4f}' if k != 'MSE' else '{:.2e}')}"
-                                                     for k, v in value[kind].items()))
+                click.echo(f"  {kind}: {scores_text(value[kind])}")
         else:
             click.echo(f"{key}: {value}")

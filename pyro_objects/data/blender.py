@@ -465,10 +465,16 @@ def generate(n, seed, variant="clevr3", image_size=96, samples=SAMPLES, denoise=
     return {k: torch.stack([s[k] for s in kept]) for k in kept[0]}
 
 
-def load(name, split="train", n=300, seed=0, device=None, cfg=None):
-    """A Blender-rendered CLEVR Dataset: data.load's scenes of the split and seed (device and cfg unused)."""
+def require_variant(name):
+    """name, or an InputError where it is no CLEVR variant: Blender draws nothing else."""
     if name not in clevr.VARIANTS:
         raise InputError(f"the Blender renderer draws CLEVR only, not {name!r}: choose from {', '.join(clevr.VARIANTS)}")
+    return name
+
+
+def load(name, split="train", n=300, seed=0, device=None, cfg=None):
+    """A Blender-rendered CLEVR Dataset: data.load's scenes of the split and seed (device and cfg unused)."""
+    require_variant(name)
     data = generate(n, split_seed(seed, split), name)
     return Dataset(name, data["images"], data["amodal"], data["count"])
 
