@@ -35,6 +35,12 @@ def scores_of(model, guide, data, batch_size, device):
     return {k: float(scores[k]) for k in METRICS if k in scores}
 
 
+def commands_of(run_dir):
+    """The run's command lines, its directory written RUN: a shipped file names no path of the machine
+    that trained it."""
+    return [line.replace(str(run_dir), "RUN") for line in runs.commands(run_dir)]
+
+
 def git_commit():
     """$PYRO_OBJECTS_COMMIT where it is set (a copy of the tree without its history), else the commit of
     the git tree the package runs from, else "unknown"."""
@@ -73,7 +79,7 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
         raise InputError(f"float16 weights lose {drops[worst]:.4f} {worst} (more than {max_drop}): not exported")
     about = {
         "name": out.stem, "dataset": cfg.dataset, "preset": cfg.preset,
-        "commands": runs.commands(run_dir), "commit": git_commit(),
+        "commands": commands_of(run_dir), "commit": git_commit(),
         "generator_version": shards.VERSION, "renderer": "torch",
         "epoch": state["epoch"], "step": state["step"], "minutes": round(state.get("seconds", 0) / 60, 2),
         "scene_prior": runs.has_scene_prior(state),
