@@ -49,6 +49,24 @@ def test_sample_and_decompose_write_their_figures(trained, tmp_path):
     assert (tmp_path / "d.png").stat().st_size > 0
 
 
+def test_decompose_reads_image_files_and_folders_at_the_runs_size(trained, tmp_path):
+    from PIL import Image
+    (tmp_path / "photos").mkdir()
+    red = np.zeros((90, 120, 3), np.uint8)  # 120 wide: the centre 90×90 is kept, then resized to 64×64
+    red[:, 15:105, 0] = 255
+    Image.fromarray(red).save(tmp_path / "photos" / "a.png")
+    Image.fromarray(red[::-1].copy()).save(tmp_path / "photos" / "b.jpg")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    for spec, count in ((tmp_path / "photos" / "a.png", 1), (tmp_path / "photos", 2)):
+        result = invoke("decompose", trained, "--input", spec, "--out", tmp_path / "d.png", "--output", tmp_path / "p.npz")
+        assert result.exit_code == 0, result.output
+        with np.load(tmp_path / "p.npz") as pred:
+            assert pred["recon"].shape == (count, 64, 64, 3)
+    (tmp_path / "photos" / "c.png").write_bytes(b"not a png")
+    one_line_error(invoke("decompose", trained, "--input", tmp_path / "photos"), "c.png cannot be read as an image")
+    one_line_error(invoke("decompose", trained, "--input", tmp_path / "missing.png"), "missing.png does not exist")
+
+
 def test_resume_refuses_options_that_would_change_the_runs_config(trained):
     before = (trained / "checkpoint.pt").read_bytes()
     result = invoke("train", "polygons", "--quick", "--resume", "--out", trained, "--epochs", 9, "--device", "cpu")

@@ -8,7 +8,7 @@ import torch
 
 from .. import data as datasets
 from .. import interventions
-from ..data.folder import load_image
+from ..data.folder import SUFFIXES, image_files, load_image
 from ..decompose import decompose
 from ..errors import InputError
 from ..evaluate import load_any, predict
@@ -115,8 +115,9 @@ def read_image(spec, image_size):
 
 @main.command("decompose")
 @click.argument("run_dir", type=click.Path())
-@click.option("--input", "input_path", type=click.Path(dir_okay=False),
-              help="An .npz with 'images', uint8 [N, H, W, 3] (default: held-out images of the run's dataset).")
+@click.option("--input", "input_path",
+              help="A PNG or JPEG file, a folder or glob of them (each centre-cropped to a square and resized), "
+                   "or an .npz with 'images', uint8 [N, H, W, 3] (default: held-out images of the run's dataset).")
 @click.option("--n", type=click.IntRange(min=1), default=8, show_default=True, help="Images in the figure.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/decompose.png).")
 @click.option("--output", "pred_path", type=click.Path(dir_okay=False),
@@ -136,7 +137,7 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     device = pick_device(device)
     cfg, model, guide, _ = load_any(run_dir, device)
     torch.manual_seed(0)  # Slot Attention draws its first slots at random: the same file every time
-    images = read_images(input_path, cfg.image_size) if input_path else \
+    images = read_inputs(input_path, cfg.image_size) if input_path else \
         datasets.load(cfg.dataset, "eval", n, device=device, cfg=cfg).images
     x = datasets.to_float(images[:n].to(device))
     decomposition_figure(x, decompose(model, guide, x), out)
@@ -144,6 +145,25 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     if pred_path:
         save_npz(pred_path, predict(model, guide, images.cpu(), batch_size, device))
         click.echo(f"{len(images)} decompositions -> {pred_path}")
+
+
+def read_inputs(spec, image_size):
+    """uint8 [N, H, W, 3] from an .npz's 'images', or from one PNG / JPEG file or a folder or glob of them,
+    each centre-cropped to a square and resized to the run's size."""
+    if spec.lower().endswith(".npz"):
+        return read_images(spec, image_size)
+    path = Path(spec)
+    if path.suffix.lower() in SUFFIXES and not any(c in spec for c in "*?["):
+        if not path.is_file():
+            raise InputError(f"{spec} does not exist")
+        files = [path]
+    else:
+        files = image_files(spec)
+    images = [load_image(f, image_size) for f in files]
+    bad = [f.name for f, image in zip(files, images) if image is None]
+    if bad:
+        raise InputError(f"{bad[0]} cannot be read as an image" + (f" (nor can {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    return torch.from_numpy(np.stack(images))
 
 
 def read_images(path, image_size):
