@@ -40,6 +40,7 @@ RUBBER = {"ior": 1.2, "alpha": 0.35, "coat": 0.8}  # the coat: Beckmann, alpha =
 METAL = (0.2, 0.01)  # GGX alpha of the metal's 0.4 and 0.6 lobes (CLEVR's; the authors' CLEVR-3: 0.425, 0.402)
 SPREAD = 8.0  # a metal lobe's taps lie ±SPREAD/4 alpha off the mirror direction (fitted to Blender)
 FAR = 1e6
+PER_OBJECT = ("shape", "size", "angle", "centre", "present")  # what intersect reads of a scene
 BOUND = (1.0, math.sqrt(3), math.sqrt(2))  # bounding-sphere radius over size: sphere, cube, cylinder
 
 
@@ -178,64 +179,97 @@ def hit_cylinder(o, d, r, c, s):
     return torch.minimum(torch.where(side_ok, t_side, FAR), torch.where(top_ok, t_top, FAR))
 
 
+def rows(x, i):
+    """Rows i [M] of x [A, C, ...] taken as A*C rows: [M, ...]. (Faster than x[a, c], and the same values.)"""
+    return x.flatten(0, 1).index_select(0, i)
+
+
 def intersect(origin, direction, scene, rays=None, reach=None):
     """Distances along rays to objects, for the ray/object pairs that may meet (all others miss).
 
     origin, direction [B, P or 1, 3]; rays bool [B, P]: the rays to trace (default all); reach [B, P]:
     where rays from one point end (pairs that cannot meet before are dropped)
-    -> b, k, p (the pairs' scene, object and ray indices) and t (distance, FAR where it misses), each [M]
+    -> bk, bp (each pair's object and ray, as flat indices b * K + k and b * P + p) and t (distance, FAR
+    where it misses), each [M]
     """
     centre, cos, sin = objects(scene)  # cos and sin taken before gathering: they must not depend on M
     near = candidates(origin, direction, scene, centre, reach)
     if rays is not None:
         near &= rays[:, None]
+    B, K, P = near.shape
     b, k, p = near.nonzero(as_tuple=True)  # each pair's test is independent: run only those that may hit
-    B, P = near.shape[0], near.shape[2]
-    origin, direction = origin.expand(B, P, 3), direction.expand(B, P, 3)
-    shape = scene["shape"][b, k]
-    t = torch.empty(len(b), device=b.device)
+    bk, bp = b * K + k, b * P + p
+    shape = scene["shape"].flatten().index_select(0, bk)
+    size, cos, sin = scene["size"].flatten(), cos.flatten(), sin.flatten()
+    one_origin, one_direction = origin.shape[1] == 1, direction.shape[1] == 1
+    if one_origin:  # rays from one point start at one place relative to each object
+        start = (origin - centre).flatten(0, 1)  # [B*K, 3]
+    out = []
     for kind, hit in enumerate((hit_sphere, hit_cube, hit_cylinder)):
         i = (shape == kind).nonzero()[:, 0]
-        bi, ki, pi = b[i], k[i], p[i]
-        t[i] = hit(origin[bi, pi] - centre[bi, ki], direction[bi, pi], scene["size"][bi, ki], cos[bi, ki], sin[bi, ki])
-    t = torch.where((t > 1e-4) & scene["present"][b, k], t, FAR)
-    return b, k, p, t
+        bki, bpi = bk.index_select(0, i), bp.index_select(0, i)
+        o = start.index_select(0, bki) if one_origin else rows(origin, bpi) - rows(centre, bki)
+        d = direction[:, 0].index_select(0, bpi // P) if one_direction else rows(direction, bpi)
+        out.append((bki, bpi, hit(o, d, size.index_select(0, bki), cos.index_select(0, bki), sin.index_select(0, bki))))
+    bk, bp, t = (torch.cat(x) for x in zip(*out))  # the pairs grouped by shape
+    t = torch.where((t > 1e-4) & scene["present"].flatten().index_select(0, bk), t, FAR)
+    return bk, bp, t
 
 
 def distances(origin, direction, scene):
     """Distance along each ray to each object, FAR where it misses: [B, K, P]."""
     B, K = scene["present"].shape
-    b, k, p, t_pairs = intersect(origin, direction, scene)
-    t = torch.full((B, K, direction.shape[1]), FAR, device=direction.device)
-    t[b, k, p] = t_pairs
-    return t
+    P = direction.shape[1]
+    bk, bp, t_pairs = intersect(origin, direction, scene)
+    t = torch.full((B * K * P,), FAR, device=direction.device)
+    t.index_copy_(0, bk * P + bp % P, t_pairs)
+    return t.view(B, K, P)
 
 
-def shadowed(origin, light, scene, rays):
-    """Whether anything lies between each ray's origin and the light.
+def blocked(rays, bp, hit):
+    """bool [B, P]: the rays [B, P] that some pair of theirs (flat ray indices bp [M]) hits (hit bool [M])."""
+    out = torch.zeros(rays.numel(), dtype=torch.bool, device=rays.device)
+    out.index_fill_(0, bp[hit], True)
+    return out.view(rays.shape)
 
-    origin [B, P, 3], light [B, 1, 3], rays bool [B, P] (those to trace; the others are not shadowed) -> [B, P]
+
+def per_cell(x, S2):
+    """[B, S2*Q, ...] in pixel-major ray order -> [B*S2, Q, ...]: each cell's rays a batch of their own."""
+    B, P = x.shape[:2]
+    return x.reshape(B, P // S2, S2, *x.shape[2:]).transpose(1, 2).flatten(0, 1)
+
+
+def from_cells(x, S2):
+    """per_cell's inverse: [B*S2, Q] -> [B, S2*Q]."""
+    return x.reshape(-1, S2, x.shape[1]).transpose(1, 2).flatten(1)
+
+
+def shadowed(sun, points, scene, rays):
+    """Whether anything lies between each point and the sun, seen along its cell's direction.
+
+    sun [B, S2, 3] (towards the sun, per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
+    trace; the others are not shadowed) -> [B, P]
     """
-    b, _, p, t = intersect(origin, light, scene, rays)
-    blocked = torch.zeros(rays.shape, dtype=torch.bool, device=rays.device)
-    blocked[b[t < FAR], p[t < FAR]] = True
-    return blocked
-
-
+    S2 = sun.shape[1]
+    cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}  # one scene per cell
+    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cells, per_cell(rays, S2))
+    return from_cells(blocked(per_cell(rays, S2), bp, t < FAR), S2)
 
 
 def blocked_from(lamp, points, scene, rays):
-    """Whether anything lies between a point of a lamp and each point.
+    """Whether anything lies between each point and its cell's point of a lamp.
 
-    lamp [B, 1, 3], points [B, P, 3], rays bool [B, P] (those to trace; the others are not shadowed) -> [B, P]
+    lamp [B, S2, 3] (the lamp's point per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
+    trace; the others are not shadowed) -> [B, P]
     """
+    S2 = lamp.shape[1]
+    lamp, points, rays = lamp.flatten(0, 1)[:, None], per_cell(points, S2), per_cell(rays, S2)  # a scene per cell
+    cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}
     to = points - lamp
     distance = to.norm(dim=-1)
-    b, _, p, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), scene, rays, distance)  # from the lamp
-    hit = t < distance[b, p] - 1e-3
-    blocked = torch.zeros(rays.shape, dtype=torch.bool, device=rays.device)
-    blocked[b[hit], p[hit]] = True
-    return blocked
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance)  # from the lamp
+    hit = t < distance.flatten().index_select(0, bp) - 1e-3
+    return from_cells(blocked(rays, bp, hit), S2)
 
 
 def hit_ground(origin, direction):
@@ -423,14 +457,9 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         cos_i = first_dot(nt, w)
         lit = (cos_i > 0) & (e > 0) & (hits | ground)
         # Where a point faces away from the light its term is 0, shadowed or not: trace only the others,
-        # one pass per cell (the rays of a cell come from one point of a lamp, or go one way to the sun).
-        blocked = torch.zeros(B, P, dtype=torch.bool, device=n.device)
-        for j in range(S2):
-            if kind == "lamp":
-                blocked[:, j::S2] = blocked_from(where[:, j:j + 1], point[:, j::S2], scene, lit[:, j::S2])
-            else:
-                blocked[:, j::S2] = shadowed(point[:, j::S2], where[:, j:j + 1], scene, lit[:, j::S2])
-        e = torch.where(lit & ~blocked, e, 0.0)
+        # all cells at once (the rays of a cell come from one point of a lamp, or go one way to the sun).
+        dark = (blocked_from if kind == "lamp" else shadowed)(where, point, scene, lit)
+        e = torch.where(lit & ~dark, e, 0.0)
         c = torch.tensor(colour, device=n.device)
         irradiance += c[:, None, None] * (e * cos_i)
         w_o, e_o, cos_i_o = w[:, bo, po].T, e[bo, po], cos_i[bo, po].clamp(0, 1)
