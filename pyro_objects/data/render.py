@@ -41,7 +41,10 @@ METAL = (0.2, 0.01)  # GGX alpha of the metal's 0.4 and 0.6 lobes (CLEVR's; the 
 SPREAD = 8.0  # a metal lobe's taps lie ±SPREAD/4 alpha off the mirror direction (fitted to Blender)
 FAR = 1e6
 PER_OBJECT = ("shape", "size", "angle", "centre", "present")  # what intersect reads of a scene
-BOUND = (1.0, math.sqrt(3), math.sqrt(2))  # bounding-sphere radius over size: sphere, cube, cylinder
+CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
+# Bounding-sphere radius over size: sphere, cube (its farthest points, where three chamfers meet, lie
+# (1 - CHAMFER / 2) along each axis), cylinder
+BOUND = (1.0, math.sqrt(3) * (1 - CHAMFER / 2), math.sqrt(2))
 
 
 def camera_rays(camera, N, S, zoom=1.0):
@@ -77,12 +80,13 @@ def candidates(origin, direction, scene, centre, reach=None):
     """Ray/object pairs that may meet: bool [B, K, P].
 
     A pair is dropped only where the ray misses the object's bounding sphere, widened by a
-    margin far above rounding error, so that the exact tests would have missed too.
+    margin far above rounding error (1% and 0.02, some thousand times the largest seen), so that
+    the exact tests would have missed too.
     Rays from one point (the camera's, a lamp's) or parallel rays (to the sun), of unit directions:
     origin [B, P or 1, 3], direction [B, 1 or P, 3]; rays from one point may end at reach [B, P]
     (pairs whose bounding sphere starts beyond it are dropped too).
     """
-    bound = scene["size"] * torch.tensor(BOUND, device=centre.device)[scene["shape"]] * 1.05 + 0.1  # [B, K]
+    bound = scene["size"] * torch.tensor(BOUND, device=centre.device)[scene["shape"]] * 1.01 + 0.02  # [B, K]
     present = scene["present"]
     if origin.shape[1] == 1:
         return from_one_point(origin, direction, centre, bound, present, reach)
@@ -108,10 +112,8 @@ def from_one_point(origin, direction, centre, bound, present, reach=None):
     cos_max = (1 - (bound / distance).clamp(max=1) ** 2).sqrt()  # [B, K]
     cos_max[(distance <= bound) | (distance > 50)] = -2  # inside, or so far the angles are too small to trust: all
     cos_max[~present] = 2  # none
-    axis = (to_centre / distance[..., None])[:, :, None]  # [B, K, 1, 3]
-    d = direction[:, None]  # [B, 1, P, 3]
-    cos = d[..., 0] * axis[..., 0]  # the [B, K, P] passes are the cost: built in place
-    cos.addcmul_(d[..., 1], axis[..., 1]).addcmul_(d[..., 2], axis[..., 2])
+    axis = to_centre / distance[..., None]  # [B, K, 3]
+    cos = torch.bmm(axis, direction.transpose(1, 2))  # [B, K, P]: the [B, K, P] passes are the cost, one here
     near = cos >= cos_max[..., None]
     if reach is not None:
         near &= (distance - bound)[..., None] < reach[:, None]  # rays that end before the sphere starts miss it
@@ -149,7 +151,6 @@ def hit_sphere(o, d, r, c, s):
     return torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), FAR)
 
 
-CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
 SLABS = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1],
                       [0, 1, -1]])  # a chamfered cube: |p · n| <= half-width, for each n
 SLAB_WIDTH = torch.tensor([1.0] * 3 + [2 - CHAMFER] * 6)
@@ -184,11 +185,12 @@ def rows(x, i):
     return x.flatten(0, 1).index_select(0, i)
 
 
-def intersect(origin, direction, scene, rays=None, reach=None):
+def intersect(origin, direction, scene, rays=None, reach=None, own=None):
     """Distances along rays to objects, for the ray/object pairs that may meet (all others miss).
 
     origin, direction [B, P or 1, 3]; rays bool [B, P]: the rays to trace (default all); reach [B, P]:
-    where rays from one point end (pairs that cannot meet before are dropped)
+    where rays from one point end (pairs that cannot meet before are dropped); own [B, P]: an object
+    each ray is known to miss (-1: none), its pair dropped too
     -> bk, bp (each pair's object and ray, as flat indices b * K + k and b * P + p) and t (distance, FAR
     where it misses), each [M]
     """
@@ -197,6 +199,8 @@ def intersect(origin, direction, scene, rays=None, reach=None):
     if rays is not None:
         near &= rays[:, None]
     B, K, P = near.shape
+    if own is not None:
+        near &= own[:, None] != torch.arange(K, device=own.device)[:, None]
     b, k, p = near.nonzero(as_tuple=True)  # each pair's test is independent: run only those that may hit
     bk, bp = b * K + k, b * P + p
     shape = scene["shape"].flatten().index_select(0, bk)
@@ -244,30 +248,31 @@ def from_cells(x, S2):
     return x.reshape(-1, S2, x.shape[1]).transpose(1, 2).flatten(1)
 
 
-def shadowed(sun, points, scene, rays):
+def shadowed(sun, points, scene, rays, own):
     """Whether anything lies between each point and the sun, seen along its cell's direction.
 
     sun [B, S2, 3] (towards the sun, per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
-    trace; the others are not shadowed) -> [B, P]
+    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
     """
     S2 = sun.shape[1]
     cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}  # one scene per cell
-    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cells, per_cell(rays, S2))
-    return from_cells(blocked(per_cell(rays, S2), bp, t < FAR), S2)
+    rays = per_cell(rays, S2)
+    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cells, rays, own=per_cell(own, S2))
+    return from_cells(blocked(rays, bp, t < FAR), S2)
 
 
-def blocked_from(lamp, points, scene, rays):
+def blocked_from(lamp, points, scene, rays, own):
     """Whether anything lies between each point and its cell's point of a lamp.
 
     lamp [B, S2, 3] (the lamp's point per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
-    trace; the others are not shadowed) -> [B, P]
+    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
     """
     S2 = lamp.shape[1]
     lamp, points, rays = lamp.flatten(0, 1)[:, None], per_cell(points, S2), per_cell(rays, S2)  # a scene per cell
     cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}
     to = points - lamp
     distance = to.norm(dim=-1)
-    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance)  # from the lamp
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance, per_cell(own, S2))
     hit = t < distance.flatten().index_select(0, bp) - 1e-3
     return from_cells(blocked(rays, bp, hit), S2)
 
@@ -445,6 +450,7 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
     specular = torch.zeros(len(bo), 3, device=n.device)
     # Per-point terms channel-first, [3, B, P]: sums over the 3 axes then run over whole contiguous rows.
     pt, nt = point.permute(2, 0, 1).contiguous(), n.permute(2, 0, 1).contiguous()
+    own = torch.where(hits, nearest, -1)  # the object each point lies on
     for kind, where, emit, scale, colour, cell in lights(scene, S):
         if kind == "lamp":
             to = (where.permute(2, 0, 1)[:, :, None] - pt.view(3, B, P // S2, S2)).reshape(3, B, P)
@@ -457,8 +463,9 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         cos_i = first_dot(nt, w)
         lit = (cos_i > 0) & (e > 0) & (hits | ground)
         # Where a point faces away from the light its term is 0, shadowed or not: trace only the others,
-        # all cells at once (the rays of a cell come from one point of a lamp, or go one way to the sun).
-        dark = (blocked_from if kind == "lamp" else shadowed)(where, point, scene, lit)
+        # all cells at once (the rays of a cell come from one point of a lamp, or go one way to the sun),
+        # and not against the object they lie on: convex, it lies behind its tangent plane, which they leave.
+        dark = (blocked_from if kind == "lamp" else shadowed)(where, point, scene, lit, own)
         e = torch.where(lit & ~dark, e, 0.0)
         c = torch.tensor(colour, device=n.device)
         irradiance += c[:, None, None] * (e * cos_i)
