@@ -13,7 +13,8 @@ then the standard sRGB transfer function.
 
 Only ray/object pairs whose ray passes near the object's bounding sphere are tested (the
 others miss), and shadow rays start only at points that face their light (elsewhere its
-light adds nothing, shadowed or not): the images are those of testing every pair, bit for bit.
+light adds nothing, shadowed or not) and skip the object they start on (convex, it lies
+behind them): the images are those of testing every pair, bit for bit.
 
 A scene is a dict of tensors, B scenes of K object slots:
     shape [B, K] (0 sphere, 1 cube, 2 cylinder), centre [B, K, 2] (x, y on the ground),
@@ -160,7 +161,7 @@ def hit_cube(o, d, r, c, s):
     """Distance to a cube of half-extent r, its edges chamfered, turned by the azimuth (c, s): slabs in its own frame."""
     slabs = SLABS.to(d.device)
     ol, dl = rotate(o, c, s) @ slabs.T, rotate(d, c, s) @ slabs.T  # [M, 9]
-    inv = 1 / torch.where(dl.abs() < 1e-9, torch.full_like(dl, 1e-9), dl)
+    inv = torch.where(dl.abs() < 1e-9, 1e-9, dl).reciprocal()
     half = r[:, None] * SLAB_WIDTH.to(d.device)
     t0, t1 = (-half - ol) * inv, (half - ol) * inv
     t_near, t_far = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
@@ -183,6 +184,11 @@ def hit_cylinder(o, d, r, c, s):
 def rows(x, i):
     """Rows i [M] of x [A, C, ...] taken as A*C rows: [M, ...]. (Faster than x[a, c], and the same values.)"""
     return x.flatten(0, 1).index_select(0, i)
+
+
+def cols(x, i):
+    """Entries i [M] of x [..., B, P] taken as B*P entries: [..., M]."""
+    return x.flatten(-2).index_select(-1, i)
 
 
 def intersect(origin, direction, scene, rays=None, reach=None, own=None):
@@ -272,7 +278,7 @@ def blocked_from(lamp, points, scene, rays, own):
     cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}
     to = points - lamp
     distance = to.norm(dim=-1)
-    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance, per_cell(own, S2))
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance, own=per_cell(own, S2))
     hit = t < distance.flatten().index_select(0, bp) - 1e-3
     return from_cells(blocked(rays, bp, hit), S2)
 
@@ -309,12 +315,15 @@ def surface_normal(origin, direction, t, nearest, hits, scene, elsewhere):
     origin [B, 1, 3], direction [B, P, 3], t and nearest [B, P] (distance to and index of the
     nearest object), hits bool [B, P] -> [B, P, 3]
     """
-    b, p = hits.nonzero(as_tuple=True)  # only these rays: a normal for every object would cost K times more
-    k = nearest[b, p]
+    (B, P), K = hits.shape, scene["present"].shape[1]
+    i = hits.flatten().nonzero()[:, 0]  # only these rays: a normal for every object would cost K times more
+    b = i // P
+    bk = b * K + nearest.flatten().index_select(0, i)  # flat object indices, as intersect's
     centre, cos, sin = objects(scene)  # cos and sin of all objects, then gathered, as in intersect
-    centre, c, s, shape, r = centre[b, k], cos[b, k], sin[b, k], scene["shape"][b, k], scene["size"][b, k, None]
-    d = direction[b, p]
-    point = (origin[b, 0] - centre) + t[b, p][:, None] * d  # relative to the object's centre
+    c, s, shape, r = (x.flatten().index_select(0, bk) for x in (cos, sin, scene["shape"], scene["size"]))
+    centre, r = rows(centre, bk), r[:, None]
+    d = rows(direction, i)
+    point = (origin[:, 0].index_select(0, b) - centre) + t.flatten().index_select(0, i)[:, None] * d  # from the centre
     n_sphere = point / r
     slabs = SLABS.to(d.device)
     across = rotate(point, c, s) @ slabs.T  # [M, 9]
@@ -326,7 +335,7 @@ def surface_normal(origin, direction, t, nearest, hits, scene, elsewhere):
     shape = shape[:, None]
     normal = torch.where(shape == 0, n_sphere, torch.where(shape == 1, n_cube, n_cyl))
     out = elsewhere.clone()
-    out[b, p] = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    out.view(-1, 3).index_copy_(0, i, normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9))
     return out
 
 
@@ -409,10 +418,11 @@ def ground_radiance(point, normal, scene, b):
     return scene["ground"][b, None] * (irradiance / math.pi + AMBIENT["ground"])
 
 
-def reflections(scene, direction, point, normal, b, p, S, alphas):
-    """What the metal at rays (b, p) [M] reflects of the ground and backdrop, per lobe of GGX alpha:
-    each ray of a pixel takes its cell of a grid over the lobe. -> [len(alphas), M, 3]"""
-    d, x, n = direction[b, p], point[b, p], normal[b, p]
+def reflections(scene, direction, point, normal, i, S, alphas):
+    """What the metal at rays i [M] (flat indices b * P + p) reflects of the ground and backdrop, per lobe
+    of GGX alpha: each ray of a pixel takes its cell of a grid over the lobe. -> [len(alphas), M, 3]"""
+    b, p = i // direction.shape[1], i % direction.shape[1]
+    d, x, n = rows(direction, i), rows(point, i), rows(normal, i)
     r = d - 2 * (d * n).sum(-1, keepdim=True) * n
     e1, e2 = frame(r)
     cell = strata(S, d.device)[p % (S * S)]
@@ -441,13 +451,14 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
     colours = scene["colour"].permute(2, 0, 1).gather(2, nearest[None].expand(3, -1, -1))  # [3, B, P]
     albedo = torch.where(hits, colours, scene["ground"][:, None])
     # Highlights only where rays meet objects (the ground is diffuse): gathered, [M]
-    bo, po = hits.nonzero(as_tuple=True)
-    n_o, v_o = n[bo, po], -direction[bo, po]
-    metal = scene["metal"][bo, nearest[bo, po]]
+    o = hits.flatten().nonzero()[:, 0]  # flat ray indices b * P + p
+    n_o, v_o = rows(n, o), -rows(direction, o)
+    K = scene["metal"].shape[1]
+    metal = scene["metal"].flatten().index_select(0, o // P * K + nearest.flatten().index_select(0, o))
     cos_o = dot(n_o, v_o).clamp(1e-4, 1)
     F = fresnel(cos_o, RUBBER["ior"])
     irradiance = torch.zeros(3, B, P, device=n.device)
-    specular = torch.zeros(len(bo), 3, device=n.device)
+    specular = torch.zeros(len(o), 3, device=n.device)
     # Per-point terms channel-first, [3, B, P]: sums over the 3 axes then run over whole contiguous rows.
     pt, nt = point.permute(2, 0, 1).contiguous(), n.permute(2, 0, 1).contiguous()
     own = torch.where(hits, nearest, -1)  # the object each point lies on
@@ -469,10 +480,10 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         e = torch.where(lit & ~dark, e, 0.0)
         c = torch.tensor(colour, device=n.device)
         irradiance += c[:, None, None] * (e * cos_i)
-        w_o, e_o, cos_i_o = w[:, bo, po].T, e[bo, po], cos_i[bo, po].clamp(0, 1)
+        w_o, e_o, cos_i_o = cols(w, o).T, cols(e, o), cols(cos_i, o).clamp(0, 1)
         h = w_o + v_o
         cos_h = (dot(n_o, h) * dot(h, h).clamp_min(1e-12).rsqrt()).clamp(0, 1)
-        spread = cell / 2 * (d2[bo, po].rsqrt() if kind == "lamp" else 1.0)  # the cell's angular half-width
+        spread = cell / 2 * (cols(d2, o).rsqrt() if kind == "lamp" else 1.0)  # the cell's angular half-width
         alpha = RUBBER["alpha"]
         coat = RUBBER["coat"] * F * beckmann(cos_h, alpha) * smith(cos_i_o, alpha) * smith(cos_o, alpha)
         shine = sum(weight * ggx(cos_h, (a * a + spread * spread) ** 0.5)  # lobes widened by the cell's size
@@ -480,11 +491,12 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         specular += (e_o * torch.where(metal, shine, coat) / (4 * cos_o))[:, None] * c
     diffuse = albedo * (irradiance / math.pi + torch.where(hits, ambient(n), AMBIENT["ground"]))
     colour = torch.where(ground, diffuse, 0.0)
-    mirrored = reflections(scene, direction, point, n, bo[metal], po[metal], S, metal_alphas)  # [2, M, 3]
+    mirrored = reflections(scene, direction, point, n, o[metal], S, metal_alphas)  # [2, M, 3]
     shown = specular.clone()
     shown[metal] += 0.4 * mirrored[0] + 0.6 * mirrored[1]
-    albedo_o = albedo[:, bo, po].T
-    colour[:, bo, po] = torch.where(metal[:, None], albedo_o * shown, (1 - F[:, None]) * diffuse[:, bo, po].T + shown).T
+    albedo_o = cols(albedo, o).T
+    colour.view(3, -1).index_copy_(1, o, torch.where(metal[:, None], albedo_o * shown,
+                                                     (1 - F[:, None]) * cols(diffuse, o).T + shown).T)
     return colour
 
 
