@@ -41,7 +41,7 @@ RUBBER = {"ior": 1.2, "alpha": 0.35, "coat": 0.8}  # the coat: Beckmann, alpha =
 METAL = (0.2, 0.01)  # GGX alpha of the metal's 0.4 and 0.6 lobes (CLEVR's; the authors' CLEVR-3: 0.425, 0.402)
 SPREAD = 8.0  # a metal lobe's taps lie ±SPREAD/4 alpha off the mirror direction (fitted to Blender)
 FAR = 1e6
-PER_OBJECT = ("shape", "size", "angle", "centre", "present")  # what intersect reads of a scene
+GEOMETRY = ("shape", "size", "angle", "centre", "present")  # what intersect reads of a scene
 CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
 # Bounding-sphere radius over size: sphere, cube (its farthest points, where three chamfers meet, lie
 # (1 - CHAMFER / 2) along each axis), cylinder
@@ -249,6 +249,11 @@ def per_cell(x, S2):
     return x.reshape(B, P // S2, S2, *x.shape[2:]).transpose(1, 2).flatten(0, 1)
 
 
+def cell_scenes(scene, S2):
+    """Each scene once per cell, as per_cell orders them: the GEOMETRY fields, [B*S2, K, ...]."""
+    return {k: scene[k].repeat_interleave(S2, 0) for k in GEOMETRY}
+
+
 def from_cells(x, S2):
     """per_cell's inverse: [B*S2, Q] -> [B, S2*Q]."""
     return x.reshape(-1, S2, x.shape[1]).transpose(1, 2).flatten(1)
@@ -261,9 +266,9 @@ def shadowed(sun, points, scene, rays, own):
     trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
     """
     S2 = sun.shape[1]
-    cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}  # one scene per cell
     rays = per_cell(rays, S2)
-    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cells, rays, own=per_cell(own, S2))
+    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cell_scenes(scene, S2), rays,
+                         own=per_cell(own, S2))
     return from_cells(blocked(rays, bp, t < FAR), S2)
 
 
@@ -275,10 +280,10 @@ def blocked_from(lamp, points, scene, rays, own):
     """
     S2 = lamp.shape[1]
     lamp, points, rays = lamp.flatten(0, 1)[:, None], per_cell(points, S2), per_cell(rays, S2)  # a scene per cell
-    cells = {k: v.repeat_interleave(S2, 0) for k, v in scene.items() if k in PER_OBJECT}
     to = points - lamp
     distance = to.norm(dim=-1)
-    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cells, rays, distance, own=per_cell(own, S2))
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cell_scenes(scene, S2), rays, distance,
+                         own=per_cell(own, S2))
     hit = t < distance.flatten().index_select(0, bp) - 1e-3
     return from_cells(blocked(rays, bp, hit), S2)
 
