@@ -150,8 +150,9 @@ def test_single_objects_show_one_object_each_over_the_ground():
 
 
 def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
-    """render tests only the ray/object pairs near an object's bounding sphere: testing every pair
-    gives the same bits, also with the camera near the ground (sky and far ground in view)."""
+    """render tests only the ray/object pairs near an object's bounding sphere, and no shadow ray
+    against the object it starts on: testing every pair gives the same bits, also with the camera
+    near the ground (sky and far ground in view)."""
     scene = clevr.draw_scenes(4, clevr.VARIANTS["clevr5"], torch.Generator().manual_seed(4))
     del scene["ok"]
     low = {**scene, "camera": scene["camera"] * torch.tensor([1.0, 1.0, 0.1])}
@@ -159,8 +160,21 @@ def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
     every_pair = lambda origin, direction, scene, centre, reach=None: scene["present"][..., None].expand(  # noqa: E731
         -1, -1, max(origin.shape[1], direction.shape[1])).clone()
     monkeypatch.setattr(render, "candidates", every_pair)
+    intersect = render.intersect
+    monkeypatch.setattr(render, "intersect", lambda *args, own=None, **kw: intersect(*args, **kw))  # own pairs too
     for s, outputs in zip((scene, low), culled):
         assert all(torch.equal(a, b) for a, b in zip(outputs, render.render(s, N)))
+
+
+def test_a_cubes_bounding_sphere_holds_it_and_touches_its_corners():
+    """BOUND[1]: the farthest points of the chamfered cube (where three chamfers meet) are that far out."""
+    g = torch.linspace(-1, 1, 201)
+    p = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+    corner = torch.full((1, 3), 1 - render.CHAMFER / 2)
+    inside = lambda q: ((q @ render.SLABS.T).abs() <= render.SLAB_WIDTH + 1e-6).all(-1)  # noqa: E731
+    assert inside(corner).all() and corner.norm() == pytest.approx(render.BOUND[1])
+    assert p[inside(p)].norm(dim=-1).max() <= render.BOUND[1]
+    assert not inside(corner * 1.01).any()  # a little farther along the diagonal is outside
 
 
 def test_the_ground_bends_up_into_a_wall_behind_the_scene():

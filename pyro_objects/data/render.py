@@ -13,7 +13,8 @@ then the standard sRGB transfer function.
 
 Only ray/object pairs whose ray passes near the object's bounding sphere are tested (the
 others miss), and shadow rays start only at points that face their light (elsewhere its
-light adds nothing, shadowed or not): the images are those of testing every pair, bit for bit.
+light adds nothing, shadowed or not) and skip the object they start on (convex, it lies
+behind them): the images are those of testing every pair, bit for bit.
 
 A scene is a dict of tensors, B scenes of K object slots:
     shape [B, K] (0 sphere, 1 cube, 2 cylinder), centre [B, K, 2] (x, y on the ground),
@@ -40,7 +41,11 @@ RUBBER = {"ior": 1.2, "alpha": 0.35, "coat": 0.8}  # the coat: Beckmann, alpha =
 METAL = (0.2, 0.01)  # GGX alpha of the metal's 0.4 and 0.6 lobes (CLEVR's; the authors' CLEVR-3: 0.425, 0.402)
 SPREAD = 8.0  # a metal lobe's taps lie ±SPREAD/4 alpha off the mirror direction (fitted to Blender)
 FAR = 1e6
-BOUND = (1.0, math.sqrt(3), math.sqrt(2))  # bounding-sphere radius over size: sphere, cube, cylinder
+GEOMETRY = ("shape", "size", "angle", "centre", "present")  # what intersect reads of a scene
+CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
+# Bounding-sphere radius over size: sphere, cube (its farthest points, where three chamfers meet, lie
+# (1 - CHAMFER / 2) along each axis), cylinder
+BOUND = (1.0, math.sqrt(3) * (1 - CHAMFER / 2), math.sqrt(2))
 
 
 def camera_rays(camera, N, S, zoom=1.0):
@@ -76,12 +81,13 @@ def candidates(origin, direction, scene, centre, reach=None):
     """Ray/object pairs that may meet: bool [B, K, P].
 
     A pair is dropped only where the ray misses the object's bounding sphere, widened by a
-    margin far above rounding error, so that the exact tests would have missed too.
+    margin far above rounding error (1% and 0.02, some thousand times the largest seen), so that
+    the exact tests would have missed too.
     Rays from one point (the camera's, a lamp's) or parallel rays (to the sun), of unit directions:
     origin [B, P or 1, 3], direction [B, 1 or P, 3]; rays from one point may end at reach [B, P]
     (pairs whose bounding sphere starts beyond it are dropped too).
     """
-    bound = scene["size"] * torch.tensor(BOUND, device=centre.device)[scene["shape"]] * 1.05 + 0.1  # [B, K]
+    bound = scene["size"] * torch.tensor(BOUND, device=centre.device)[scene["shape"]] * 1.01 + 0.02  # [B, K]
     present = scene["present"]
     if origin.shape[1] == 1:
         return from_one_point(origin, direction, centre, bound, present, reach)
@@ -107,10 +113,8 @@ def from_one_point(origin, direction, centre, bound, present, reach=None):
     cos_max = (1 - (bound / distance).clamp(max=1) ** 2).sqrt()  # [B, K]
     cos_max[(distance <= bound) | (distance > 50)] = -2  # inside, or so far the angles are too small to trust: all
     cos_max[~present] = 2  # none
-    axis = (to_centre / distance[..., None])[:, :, None]  # [B, K, 1, 3]
-    d = direction[:, None]  # [B, 1, P, 3]
-    cos = d[..., 0] * axis[..., 0]  # the [B, K, P] passes are the cost: built in place
-    cos.addcmul_(d[..., 1], axis[..., 1]).addcmul_(d[..., 2], axis[..., 2])
+    axis = to_centre / distance[..., None]  # [B, K, 3]
+    cos = torch.bmm(axis, direction.transpose(1, 2))  # [B, K, P]: the [B, K, P] passes are the cost, one here
     near = cos >= cos_max[..., None]
     if reach is not None:
         near &= (distance - bound)[..., None] < reach[:, None]  # rays that end before the sphere starts miss it
@@ -148,7 +152,6 @@ def hit_sphere(o, d, r, c, s):
     return torch.where(disc > 0, -b - disc.clamp_min(0).sqrt(), FAR)
 
 
-CHAMFER = 0.131  # of the half-extent: cuts as much of a cube's edges as CLEVR's rounding (radius 0.2) does
 SLABS = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1],
                       [0, 1, -1]])  # a chamfered cube: |p · n| <= half-width, for each n
 SLAB_WIDTH = torch.tensor([1.0] * 3 + [2 - CHAMFER] * 6)
@@ -158,7 +161,7 @@ def hit_cube(o, d, r, c, s):
     """Distance to a cube of half-extent r, its edges chamfered, turned by the azimuth (c, s): slabs in its own frame."""
     slabs = SLABS.to(d.device)
     ol, dl = rotate(o, c, s) @ slabs.T, rotate(d, c, s) @ slabs.T  # [M, 9]
-    inv = 1 / torch.where(dl.abs() < 1e-9, torch.full_like(dl, 1e-9), dl)
+    inv = torch.where(dl.abs() < 1e-9, 1e-9, dl).reciprocal()
     half = r[:, None] * SLAB_WIDTH.to(d.device)
     t0, t1 = (-half - ol) * inv, (half - ol) * inv
     t_near, t_far = torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
@@ -178,64 +181,111 @@ def hit_cylinder(o, d, r, c, s):
     return torch.minimum(torch.where(side_ok, t_side, FAR), torch.where(top_ok, t_top, FAR))
 
 
-def intersect(origin, direction, scene, rays=None, reach=None):
+def rows(x, i):
+    """Rows i [M] of x [A, C, ...] taken as A*C rows: [M, ...]. (Faster than x[a, c], and the same values.)"""
+    return x.flatten(0, 1).index_select(0, i)
+
+
+def cols(x, i):
+    """Entries i [M] of x [..., B, P] taken as B*P entries: [..., M]."""
+    return x.flatten(-2).index_select(-1, i)
+
+
+def intersect(origin, direction, scene, rays=None, reach=None, own=None):
     """Distances along rays to objects, for the ray/object pairs that may meet (all others miss).
 
     origin, direction [B, P or 1, 3]; rays bool [B, P]: the rays to trace (default all); reach [B, P]:
-    where rays from one point end (pairs that cannot meet before are dropped)
-    -> b, k, p (the pairs' scene, object and ray indices) and t (distance, FAR where it misses), each [M]
+    where rays from one point end (pairs that cannot meet before are dropped); own [B, P]: an object
+    each ray is known to miss (-1: none), its pair dropped too
+    -> bk, bp (each pair's object and ray, as flat indices b * K + k and b * P + p) and t (distance, FAR
+    where it misses), each [M]
     """
     centre, cos, sin = objects(scene)  # cos and sin taken before gathering: they must not depend on M
     near = candidates(origin, direction, scene, centre, reach)
     if rays is not None:
         near &= rays[:, None]
+    B, K, P = near.shape
+    if own is not None:
+        near &= own[:, None] != torch.arange(K, device=own.device)[:, None]
     b, k, p = near.nonzero(as_tuple=True)  # each pair's test is independent: run only those that may hit
-    B, P = near.shape[0], near.shape[2]
-    origin, direction = origin.expand(B, P, 3), direction.expand(B, P, 3)
-    shape = scene["shape"][b, k]
-    t = torch.empty(len(b), device=b.device)
+    bk, bp = b * K + k, b * P + p
+    shape = scene["shape"].flatten().index_select(0, bk)
+    size, cos, sin = scene["size"].flatten(), cos.flatten(), sin.flatten()
+    one_origin, one_direction = origin.shape[1] == 1, direction.shape[1] == 1
+    if one_origin:  # rays from one point start at one place relative to each object
+        start = (origin - centre).flatten(0, 1)  # [B*K, 3]
+    out = []
     for kind, hit in enumerate((hit_sphere, hit_cube, hit_cylinder)):
         i = (shape == kind).nonzero()[:, 0]
-        bi, ki, pi = b[i], k[i], p[i]
-        t[i] = hit(origin[bi, pi] - centre[bi, ki], direction[bi, pi], scene["size"][bi, ki], cos[bi, ki], sin[bi, ki])
-    t = torch.where((t > 1e-4) & scene["present"][b, k], t, FAR)
-    return b, k, p, t
+        bki, bpi = bk.index_select(0, i), bp.index_select(0, i)
+        o = start.index_select(0, bki) if one_origin else rows(origin, bpi) - rows(centre, bki)
+        d = direction[:, 0].index_select(0, bpi // P) if one_direction else rows(direction, bpi)
+        out.append((bki, bpi, hit(o, d, size.index_select(0, bki), cos.index_select(0, bki), sin.index_select(0, bki))))
+    bk, bp, t = (torch.cat(x) for x in zip(*out))  # the pairs grouped by shape
+    t = torch.where((t > 1e-4) & scene["present"].flatten().index_select(0, bk), t, FAR)
+    return bk, bp, t
 
 
 def distances(origin, direction, scene):
     """Distance along each ray to each object, FAR where it misses: [B, K, P]."""
     B, K = scene["present"].shape
-    b, k, p, t_pairs = intersect(origin, direction, scene)
-    t = torch.full((B, K, direction.shape[1]), FAR, device=direction.device)
-    t[b, k, p] = t_pairs
-    return t
+    P = direction.shape[1]
+    bk, bp, t_pairs = intersect(origin, direction, scene)
+    t = torch.full((B * K * P,), FAR, device=direction.device)
+    t.index_copy_(0, bk * P + bp % P, t_pairs)
+    return t.view(B, K, P)
 
 
-def shadowed(origin, light, scene, rays):
-    """Whether anything lies between each ray's origin and the light.
+def blocked(rays, bp, hit):
+    """bool [B, P]: the rays [B, P] that some pair of theirs (flat ray indices bp [M]) hits (hit bool [M])."""
+    out = torch.zeros(rays.numel(), dtype=torch.bool, device=rays.device)
+    out.index_fill_(0, bp[hit], True)
+    return out.view(rays.shape)
 
-    origin [B, P, 3], light [B, 1, 3], rays bool [B, P] (those to trace; the others are not shadowed) -> [B, P]
+
+def per_cell(x, S2):
+    """[B, S2*Q, ...] in pixel-major ray order -> [B*S2, Q, ...]: each cell's rays a batch of their own."""
+    B, P = x.shape[:2]
+    return x.reshape(B, P // S2, S2, *x.shape[2:]).transpose(1, 2).flatten(0, 1)
+
+
+def cell_scenes(scene, S2):
+    """Each scene once per cell, as per_cell orders them: the GEOMETRY fields, [B*S2, K, ...]."""
+    return {k: scene[k].repeat_interleave(S2, 0) for k in GEOMETRY}
+
+
+def from_cells(x, S2):
+    """per_cell's inverse: [B*S2, Q] -> [B, S2*Q]."""
+    return x.reshape(-1, S2, x.shape[1]).transpose(1, 2).flatten(1)
+
+
+def shadowed(sun, points, scene, rays, own):
+    """Whether anything lies between each point and the sun, seen along its cell's direction.
+
+    sun [B, S2, 3] (towards the sun, per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
+    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
     """
-    b, _, p, t = intersect(origin, light, scene, rays)
-    blocked = torch.zeros(rays.shape, dtype=torch.bool, device=rays.device)
-    blocked[b[t < FAR], p[t < FAR]] = True
-    return blocked
+    S2 = sun.shape[1]
+    rays = per_cell(rays, S2)
+    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cell_scenes(scene, S2), rays,
+                         own=per_cell(own, S2))
+    return from_cells(blocked(rays, bp, t < FAR), S2)
 
 
+def blocked_from(lamp, points, scene, rays, own):
+    """Whether anything lies between each point and its cell's point of a lamp.
 
-
-def blocked_from(lamp, points, scene, rays):
-    """Whether anything lies between a point of a lamp and each point.
-
-    lamp [B, 1, 3], points [B, P, 3], rays bool [B, P] (those to trace; the others are not shadowed) -> [B, P]
+    lamp [B, S2, 3] (the lamp's point per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
+    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
     """
+    S2 = lamp.shape[1]
+    lamp, points, rays = lamp.flatten(0, 1)[:, None], per_cell(points, S2), per_cell(rays, S2)  # a scene per cell
     to = points - lamp
     distance = to.norm(dim=-1)
-    b, _, p, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), scene, rays, distance)  # from the lamp
-    hit = t < distance[b, p] - 1e-3
-    blocked = torch.zeros(rays.shape, dtype=torch.bool, device=rays.device)
-    blocked[b[hit], p[hit]] = True
-    return blocked
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cell_scenes(scene, S2), rays, distance,
+                         own=per_cell(own, S2))
+    hit = t < distance.flatten().index_select(0, bp) - 1e-3
+    return from_cells(blocked(rays, bp, hit), S2)
 
 
 def hit_ground(origin, direction):
@@ -270,12 +320,15 @@ def surface_normal(origin, direction, t, nearest, hits, scene, elsewhere):
     origin [B, 1, 3], direction [B, P, 3], t and nearest [B, P] (distance to and index of the
     nearest object), hits bool [B, P] -> [B, P, 3]
     """
-    b, p = hits.nonzero(as_tuple=True)  # only these rays: a normal for every object would cost K times more
-    k = nearest[b, p]
+    (B, P), K = hits.shape, scene["present"].shape[1]
+    i = hits.flatten().nonzero()[:, 0]  # only these rays: a normal for every object would cost K times more
+    b = i // P
+    bk = b * K + nearest.flatten().index_select(0, i)  # flat object indices, as intersect's
     centre, cos, sin = objects(scene)  # cos and sin of all objects, then gathered, as in intersect
-    centre, c, s, shape, r = centre[b, k], cos[b, k], sin[b, k], scene["shape"][b, k], scene["size"][b, k, None]
-    d = direction[b, p]
-    point = (origin[b, 0] - centre) + t[b, p][:, None] * d  # relative to the object's centre
+    c, s, shape, r = (x.flatten().index_select(0, bk) for x in (cos, sin, scene["shape"], scene["size"]))
+    centre, r = rows(centre, bk), r[:, None]
+    d = rows(direction, i)
+    point = (origin[:, 0].index_select(0, b) - centre) + t.flatten().index_select(0, i)[:, None] * d  # from the centre
     n_sphere = point / r
     slabs = SLABS.to(d.device)
     across = rotate(point, c, s) @ slabs.T  # [M, 9]
@@ -287,7 +340,7 @@ def surface_normal(origin, direction, t, nearest, hits, scene, elsewhere):
     shape = shape[:, None]
     normal = torch.where(shape == 0, n_sphere, torch.where(shape == 1, n_cube, n_cyl))
     out = elsewhere.clone()
-    out[b, p] = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    out.view(-1, 3).index_copy_(0, i, normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9))
     return out
 
 
@@ -370,10 +423,11 @@ def ground_radiance(point, normal, scene, b):
     return scene["ground"][b, None] * (irradiance / math.pi + AMBIENT["ground"])
 
 
-def reflections(scene, direction, point, normal, b, p, S, alphas):
-    """What the metal at rays (b, p) [M] reflects of the ground and backdrop, per lobe of GGX alpha:
-    each ray of a pixel takes its cell of a grid over the lobe. -> [len(alphas), M, 3]"""
-    d, x, n = direction[b, p], point[b, p], normal[b, p]
+def reflections(scene, direction, point, normal, i, S, alphas):
+    """What the metal at rays i [M] (flat indices b * P + p) reflects of the ground and backdrop, per lobe
+    of GGX alpha: each ray of a pixel takes its cell of a grid over the lobe. -> [len(alphas), M, 3]"""
+    b, p = i // direction.shape[1], i % direction.shape[1]
+    d, x, n = rows(direction, i), rows(point, i), rows(normal, i)
     r = d - 2 * (d * n).sum(-1, keepdim=True) * n
     e1, e2 = frame(r)
     cell = strata(S, d.device)[p % (S * S)]
@@ -402,15 +456,17 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
     colours = scene["colour"].permute(2, 0, 1).gather(2, nearest[None].expand(3, -1, -1))  # [3, B, P]
     albedo = torch.where(hits, colours, scene["ground"][:, None])
     # Highlights only where rays meet objects (the ground is diffuse): gathered, [M]
-    bo, po = hits.nonzero(as_tuple=True)
-    n_o, v_o = n[bo, po], -direction[bo, po]
-    metal = scene["metal"][bo, nearest[bo, po]]
+    o = hits.flatten().nonzero()[:, 0]  # flat ray indices b * P + p
+    n_o, v_o = rows(n, o), -rows(direction, o)
+    K = scene["metal"].shape[1]
+    metal = scene["metal"].flatten().index_select(0, o // P * K + nearest.flatten().index_select(0, o))
     cos_o = dot(n_o, v_o).clamp(1e-4, 1)
     F = fresnel(cos_o, RUBBER["ior"])
     irradiance = torch.zeros(3, B, P, device=n.device)
-    specular = torch.zeros(len(bo), 3, device=n.device)
+    specular = torch.zeros(len(o), 3, device=n.device)
     # Per-point terms channel-first, [3, B, P]: sums over the 3 axes then run over whole contiguous rows.
     pt, nt = point.permute(2, 0, 1).contiguous(), n.permute(2, 0, 1).contiguous()
+    own = torch.where(hits, nearest, -1)  # the object each point lies on
     for kind, where, emit, scale, colour, cell in lights(scene, S):
         if kind == "lamp":
             to = (where.permute(2, 0, 1)[:, :, None] - pt.view(3, B, P // S2, S2)).reshape(3, B, P)
@@ -423,20 +479,16 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         cos_i = first_dot(nt, w)
         lit = (cos_i > 0) & (e > 0) & (hits | ground)
         # Where a point faces away from the light its term is 0, shadowed or not: trace only the others,
-        # one pass per cell (the rays of a cell come from one point of a lamp, or go one way to the sun).
-        blocked = torch.zeros(B, P, dtype=torch.bool, device=n.device)
-        for j in range(S2):
-            if kind == "lamp":
-                blocked[:, j::S2] = blocked_from(where[:, j:j + 1], point[:, j::S2], scene, lit[:, j::S2])
-            else:
-                blocked[:, j::S2] = shadowed(point[:, j::S2], where[:, j:j + 1], scene, lit[:, j::S2])
-        e = torch.where(lit & ~blocked, e, 0.0)
+        # all cells at once (the rays of a cell come from one point of a lamp, or go one way to the sun),
+        # and not against the object they lie on: convex, it lies behind its tangent plane, which they leave.
+        dark = (blocked_from if kind == "lamp" else shadowed)(where, point, scene, lit, own)
+        e = torch.where(lit & ~dark, e, 0.0)
         c = torch.tensor(colour, device=n.device)
         irradiance += c[:, None, None] * (e * cos_i)
-        w_o, e_o, cos_i_o = w[:, bo, po].T, e[bo, po], cos_i[bo, po].clamp(0, 1)
+        w_o, e_o, cos_i_o = cols(w, o).T, cols(e, o), cols(cos_i, o).clamp(0, 1)
         h = w_o + v_o
         cos_h = (dot(n_o, h) * dot(h, h).clamp_min(1e-12).rsqrt()).clamp(0, 1)
-        spread = cell / 2 * (d2[bo, po].rsqrt() if kind == "lamp" else 1.0)  # the cell's angular half-width
+        spread = cell / 2 * (cols(d2, o).rsqrt() if kind == "lamp" else 1.0)  # the cell's angular half-width
         alpha = RUBBER["alpha"]
         coat = RUBBER["coat"] * F * beckmann(cos_h, alpha) * smith(cos_i_o, alpha) * smith(cos_o, alpha)
         shine = sum(weight * ggx(cos_h, (a * a + spread * spread) ** 0.5)  # lobes widened by the cell's size
@@ -444,11 +496,12 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         specular += (e_o * torch.where(metal, shine, coat) / (4 * cos_o))[:, None] * c
     diffuse = albedo * (irradiance / math.pi + torch.where(hits, ambient(n), AMBIENT["ground"]))
     colour = torch.where(ground, diffuse, 0.0)
-    mirrored = reflections(scene, direction, point, n, bo[metal], po[metal], S, metal_alphas)  # [2, M, 3]
+    mirrored = reflections(scene, direction, point, n, o[metal], S, metal_alphas)  # [2, M, 3]
     shown = specular.clone()
     shown[metal] += 0.4 * mirrored[0] + 0.6 * mirrored[1]
-    albedo_o = albedo[:, bo, po].T
-    colour[:, bo, po] = torch.where(metal[:, None], albedo_o * shown, (1 - F[:, None]) * diffuse[:, bo, po].T + shown).T
+    albedo_o = cols(albedo, o).T
+    colour.view(3, -1).index_copy_(1, o, torch.where(metal[:, None], albedo_o * shown,
+                                                     (1 - F[:, None]) * cols(diffuse, o).T + shown).T)
     return colour
 
 

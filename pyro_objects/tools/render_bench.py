@@ -1,0 +1,59 @@
+"""Throughput of the CLEVR generator (clevr.generate, drawn by render.py): scenes/s per variant.
+
+    python -m pyro_objects.tools.render_bench --variants clevr3,clevr5 --n 64 --device cpu --threads 2
+
+Each row times `generate(n, seed)` end to end (drawing, rendering, the visibility check and its
+redraws, uint8 images), after one warm-up call; it reports the median of `--repeats` calls with the
+same seed, so every call draws the same scenes.
+"""
+import argparse
+import time
+
+import torch
+
+from ..data import clevr
+from ..errors import InputError
+
+
+def time_generate(variant, n, device, repeats=3, seed=0):
+    """Median seconds of clevr.generate(n, seed, variant) on device, after a warm-up call."""
+    def run():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        clevr.generate(n, seed, variant, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - tick
+    run()
+    return sorted(run() for _ in range(repeats))[repeats // 2]
+
+
+def table(variants, n, device, repeats=3):
+    """A Markdown table: variant, device, n, scenes/s."""
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    lines = ["| variant | device | n | scenes/s |", "|---|---|---|---|"]
+    for v in variants:
+        lines.append(f"| {v} | {name} | {n} | {n / time_generate(v, n, device, repeats):.3g} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", default="clevr3,clevr5", help="comma-separated, of " + ", ".join(clevr.VARIANTS))
+    parser.add_argument("--n", type=int, default=64, help="scenes a call")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in clevr.VARIANTS]
+    if unknown:
+        raise InputError(f"unknown variant {unknown[0]!r}: use one of {', '.join(clevr.VARIANTS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(table(variants, args.n, args.device, args.repeats))
+
+
+if __name__ == "__main__":
+    main()
