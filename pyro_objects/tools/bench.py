@@ -67,7 +67,7 @@ def plain_training_step(model, guide, x, temperature, sigma, elbo):
     return step
 
 
-def _time(fn, device, repeats, warmup):
+def median_seconds(fn, device, repeats, warmup):
     """Median seconds of fn() over repeats, after warmup calls."""
     for _ in range(warmup):
         fn()
@@ -120,16 +120,16 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
             torch.cuda.reset_peak_memory_stats()
         stage = Stage(1, cfg, model, guide, cfg.lr, device, speed)  # as training steps
         with pyro.validation_enabled(False):  # as training runs: argument checks read values on the host
-            t_svi = _time(lambda: stage.step(x, temperature, sigma), device, repeats, warm)
+            t_svi = median_seconds(lambda: stage.step(x, temperature, sigma), device, repeats, warm)
             plain_step = plain_training_step(model, guide, x, temperature, sigma, stage.elbo)
-            t_plain = _time(plain_step, device, repeats, warm)
+            t_plain = median_seconds(plain_step, device, repeats, warm)
             with torch.no_grad():
-                t_decompose = _time(lambda: decompose(model, guide, x), device, repeats, warm)
-                t_sample = _time(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
+                t_decompose = median_seconds(lambda: decompose(model, guide, x), device, repeats, warm)
+                t_sample = median_seconds(lambda: model(n=B, temperature=cfg.min_temperature), device, repeats, warm)
         n = data_n or B
-        t_data = _time(lambda: datasets.load(cfg.dataset, "eval", n, device=device), device, max(3, repeats // 4), 1)
+        t_data = median_seconds(lambda: datasets.load(cfg.dataset, "eval", n, device=device), device, max(3, repeats // 4), 1)
         rows.append({
-            "dataset": cfg.dataset, "device": _device_name(device), "batch": B, "variant": name,
+            "dataset": cfg.dataset, "device": device_name(device), "batch": B, "variant": name,
             "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
             "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": n / t_data, "data_n": n,
             "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
@@ -137,7 +137,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
     return rows
 
 
-def _device_name(device):
+def device_name(device):
     return torch.cuda.get_device_name() if device != "cpu" else f"cpu ({torch.get_num_threads()} threads)"
 
 

@@ -7,34 +7,19 @@ redraws, uint8 images), after one warm-up call; it reports the median of `--repe
 same seed, so every call draws the same scenes.
 """
 import argparse
-import time
 
 import torch
 
 from ..data import clevr
-from ..errors import InputError
+from .bench import device_name, median_seconds
 
 
-def time_generate(variant, n, device, repeats=3, seed=0):
-    """Median seconds of clevr.generate(n, seed, variant) on device, after a warm-up call."""
-    def run():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        tick = time.perf_counter()
-        clevr.generate(n, seed, variant, device=device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return time.perf_counter() - tick
-    run()
-    return sorted(run() for _ in range(repeats))[repeats // 2]
-
-
-def table(variants, n, device, repeats=3):
-    """A Markdown table: variant, device, n, scenes/s."""
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+def table(variants, n, device, repeats=3, seed=0):
+    """A Markdown table: variant, device, n, scenes/s (the median of repeats calls after one warm-up)."""
     lines = ["| variant | device | n | scenes/s |", "|---|---|---|---|"]
     for v in variants:
-        lines.append(f"| {v} | {name} | {n} | {n / time_generate(v, n, device, repeats):.3g} |")
+        seconds = median_seconds(lambda: clevr.generate(n, seed, v, device=device), device, repeats, warmup=1)
+        lines.append(f"| {v} | {device_name(device)} | {n} | {n / seconds:.3g} |")
     return "\n".join(lines)
 
 
@@ -49,7 +34,7 @@ def main():
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in clevr.VARIANTS]
     if unknown:
-        raise InputError(f"unknown variant {unknown[0]!r}: use one of {', '.join(clevr.VARIANTS)}")
+        parser.error(f"unknown variant {unknown[0]!r}: use one of {', '.join(clevr.VARIANTS)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     print(table(variants, args.n, args.device, args.repeats))
