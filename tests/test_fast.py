@@ -72,6 +72,30 @@ def test_fused_adam_and_channels_last_take_svi_steps_of_pyro_optim_adam():
     assert close(w, ref_weights, 1e-6) and not torch.equal(w, weights(*networks(SMOOTH)))
 
 
+class KeepingGrads(fast.FusedAdam):
+    """FusedAdam as it was: the gradients stay after the update, for SVI to fill with zeros."""
+
+    def __call__(self, params, *args, **kwargs):
+        grads = {p: p.grad for p in params}
+        super().__call__(params, *args, **kwargs)
+        for p, g in grads.items():
+            p.grad = g
+
+
+def test_fused_adam_drops_the_gradients_and_takes_the_same_steps_as_when_it_kept_them():
+    x = torch.rand(2, 4, 3, SMOOTH.image_size, SMOOTH.image_size)
+    kept_losses, _, kept = run_steps(SMOOTH, x, 4, optim=KeepingGrads({"lr": 1e-3}))
+    model, guide = networks(SMOOTH)
+    svi = SVI(model, guide, fast.FusedAdam({"lr": 1e-3}), loss=from_config(SMOOTH))
+    with pyro.validation_enabled(False):
+        torch.manual_seed(100)
+        svi.step(x[0], temperature=1.0, sigma=0.01)
+    assert all(p.grad is None for m in (model, guide) for p in m.parameters())
+    losses, _, dropped = run_steps(SMOOTH, x, 4, optim=fast.FusedAdam({"lr": 1e-3}))
+    assert losses == kept_losses
+    assert torch.equal(dropped, kept)
+
+
 def test_fused_adam_keeps_pyro_optim_adams_state_and_each_goes_on_from_the_other():
     x = torch.rand(4, 3, SMOOTH.image_size, SMOOTH.image_size)
 

@@ -5,6 +5,10 @@ GPU that is a few kernels per parameter tensor, ~130 of them. `FusedAdam` is a P
 that SVI drives the same way, with one torch Adam over all the parameters it is handed,
 fused into a few kernels on a GPU. Its state is pyro.optim.Adam's ({parameter name: the
 state of a torch Adam of that one parameter}), so checkpoints go on either way.
+
+After its update it drops the gradients (`grad = None`). SVI would next fill each with zeros
+and the next backward would add into them: two kernels a parameter tensor that change no
+value. Inside a CUDA graph (capturable) the gradients stay, since the record writes into them.
 """
 import pyro
 import pyro.optim
@@ -24,6 +28,9 @@ class FusedAdam(pyro.optim.PyroOptim):
         if self.adam is None or [store.param_name(p) for p in params] != self.names:
             self._build(params)
         self.adam.step()
+        if not self.capturable:
+            for p in params:
+                p.grad = None
 
     def _build(self, params):
         waiting = {**self.get_state(), **self._state_waiting_to_be_consumed}  # this Adam's moments, then the loaded
