@@ -68,3 +68,10 @@ def test_running_out_of_gpu_memory_is_one_line(monkeypatch):
     assert result.exit_code == 1
     assert result.output.strip() == ("Error: CUDA out of memory. Tried to allocate 1.93 GiB: "
                                      "try a smaller batch (--batch-size, --batch-sizes)")
+
+
+def test_render_bench_has_a_row_per_variant_and_chunk():
+    from pyro_objects.tools.render_bench import table
+    rows = table(["clevr3"], 16, "cpu", repeats=1, chunks=(16, 32)).splitlines()[2:]
+    assert [r.split(" | ")[3] for r in rows] == ["16", "32"]
+    assert all(float(r.split(" | ")[4].rstrip(" |")) > 0 for r in rows)
