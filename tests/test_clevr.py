@@ -166,6 +166,23 @@ def test_culling_ray_object_pairs_changes_no_bit(monkeypatch):
         assert all(torch.equal(a, b) for a, b in zip(outputs, render.render(s, N)))
 
 
+def test_shading_only_the_kept_scenes_gives_their_bits_and_nothing_for_the_others():
+    scene = clevr.draw_scenes(4, clevr.VARIANTS["clevr5"], torch.Generator().manual_seed(4))
+    del scene["ok"]
+    whole = render.render(scene, N)
+    asked = []
+
+    def keep(visible):  # the scenes shaded: the first and the third
+        asked.append(visible)
+        return torch.tensor([True, False, True, False])
+    *kept, which = render.render(scene, N, keep=keep)
+    assert torch.equal(asked[0], whole[2])  # keep sees every scene's visible pixels
+    assert which.tolist() == [True, False, True, False]
+    assert all(torch.equal(a, b[which]) for a, b in zip(kept, whole))
+    assert all(torch.equal(a, b) for a, b in zip(render.render(scene, N, keep=lambda v: torch.ones(4, dtype=bool))[:3],
+                                                   whole))
+
+
 def test_a_cubes_bounding_sphere_holds_it_and_touches_its_corners():
     """BOUND[1]: the farthest points of the chamfered cube (where three chamfers meet) are that far out."""
     g = torch.linspace(-1, 1, 201)

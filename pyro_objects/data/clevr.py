@@ -172,13 +172,16 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         scene = take(scene, scene.pop("ok"))
         scene = sort_objects(scene, back_to_front(scene))
         on_device = {k: v.to(device) for k, v in scene.items()}
-        image, coverage, visible = render.render(on_device, image_size, samples, variant.zoom, variant.metal)
-        enough = ((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]
-        ok = enough.all(1).cpu()
+
+        def enough(visible):  # every object shows at least min_visible pixels: the others are drawn again
+            return (((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]).all(1)
+        image, coverage, visible, ok = render.render(on_device, image_size, samples, variant.zoom, variant.metal,
+                                                     keep=enough)
+        ok = ok.cpu()
         out = {k: v[ok] for k, v in scene.items()}
-        out["images"] = (image[ok.to(device)] * 255).round().to(torch.uint8).cpu()
-        out["amodal"] = (coverage[ok.to(device)] >= 0.5).cpu() & out["present"][:, :, None, None]
-        out["visible"] = (visible[ok.to(device)] >= 0.5).sum((2, 3)).cpu()
+        out["images"] = (image * 255).round().to(torch.uint8).cpu()
+        out["amodal"] = (coverage >= 0.5).cpu() & out["present"][:, :, None, None]
+        out["visible"] = (visible >= 0.5).sum((2, 3)).cpu()
         kept.append(out)
         have += int(ok.sum())
     out = {k: torch.cat([part[k] for part in kept])[:n] for k in kept[0]}

@@ -510,21 +510,33 @@ def srgb(x):
     return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
 
 
-def render(scene, N, S=2, zoom=1.0, metal=METAL):
+def render(scene, N, S=2, zoom=1.0, metal=METAL, keep=None):
     """Images, each object's coverage and what of it shows:
         image [B, N, N, 3] in [0, 1], coverage [B, K, N, N] and visible [B, K, N, N], both in [0, 1].
 
     Coverage is the fraction of a pixel's rays that meet the object, the others ignored
     (the object rendered alone: its amodal mask); visible, the fraction whose nearest hit it is.
     zoom: the centre 1/zoom of CLEVR's frame; metal: the GGX alpha of the metal's two lobes.
+    keep: a function of visible -> bool [B], the scenes worth shading. Only those are shaded, and
+    the outputs are theirs alone, with keep's answer as a fourth (generate drops scenes whose
+    objects show too little, a fifth of clevr5's, before their lights and shadows are traced).
     """
-    B = scene["camera"].shape[0]
     origin = scene["camera"][:, None]
     d = camera_rays(scene["camera"], N, S, zoom)  # [B, P, 3]
     t = distances(origin, d, scene)
     t_obj, nearest = t.min(1)  # [B, P]
     t_ground, n_ground = hit_ground(origin, d)
     hits_object = t_obj < t_ground
+    K = t.shape[1]
+    nearest_k = nearest[:, None] == torch.arange(K, device=t.device)[None, :, None]
+    visible = (nearest_k & hits_object[:, None]).float().reshape(-1, K, N, N, S * S).mean(-1)
+    if keep is not None:
+        kept = keep(visible)
+        if not bool(kept.all()):
+            scene = {k: v[kept] for k, v in scene.items()}
+            origin, d, t, t_obj, nearest, t_ground, n_ground, hits_object, visible = (
+                x[kept] for x in (origin, d, t, t_obj, nearest, t_ground, n_ground, hits_object, visible))
+    B = d.shape[0]
     ground = ~hits_object & (t_ground < FAR)
     t_hit = torch.where(hits_object, t_obj, torch.where(ground, t_ground, 0.0))
     point = origin + t_hit[..., None] * d
@@ -533,7 +545,4 @@ def render(scene, N, S=2, zoom=1.0, metal=METAL):
     image = srgb(colour.clamp_(0, 1)).permute(1, 2, 0).contiguous()  # [B, P, 3]
     image = image.reshape(B, N, N, S * S, 3).mean(3)
     coverage = (t < FAR).float().reshape(B, -1, N, N, S * S).mean(-1)
-    K = t.shape[1]
-    nearest_k = nearest[:, None] == torch.arange(K, device=t.device)[None, :, None]
-    visible = (nearest_k & hits_object[:, None]).float().reshape(B, K, N, N, S * S).mean(-1)
-    return image, coverage, visible
+    return (image, coverage, visible) if keep is None else (image, coverage, visible, kept)
