@@ -308,9 +308,13 @@ def hit_ground(origin, direction):
     z_wall = zo + t_wall * dz
     t_wall = torch.where((ds > 0) & (t_wall > 1e-4) & (z_wall >= b) & (z_wall <= top), t_wall, FAR)
     t = torch.minimum(t_floor, torch.minimum(t_bend, t_wall))
-    n_bend = -((s_bend - s0) / a ** 2)[..., None] * axis - ((z_bend - b) / b ** 2)[..., None] * up
-    n_bend = n_bend / n_bend.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    normal = torch.where((t == t_wall)[..., None], -axis, torch.where((t == t_bend)[..., None], n_bend, up))
+    wall = t == t_wall  # (also where nothing is met: FAR all three)
+    bend = (t == t_bend) & ~wall
+    normal = up.expand(*t.shape, 3).clone()
+    normal[wall] = -axis
+    i = bend.nonzero(as_tuple=True)  # the bend's normal only where it is met: a fifth of the camera's rays
+    n_bend = -((s_bend[i] - s0) / a ** 2)[:, None] * axis - ((z_bend[i] - b) / b ** 2)[:, None] * up
+    normal[i] = n_bend / n_bend.norm(dim=-1, keepdim=True).clamp_min(1e-9)
     return t, normal
 
 
