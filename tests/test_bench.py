@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyro
 import pytest
@@ -75,3 +76,14 @@ def test_render_bench_has_a_row_per_variant_and_chunk():
     rows = table(["clevr3"], 16, "cpu", repeats=1, chunks=(16, 32)).splitlines()[2:]
     assert [r.split(" | ")[3] for r in rows] == ["16", "32"]
     assert all(float(r.split(" | ")[4].rstrip(" |")) > 0 for r in rows)
+
+
+def test_render_bench_against_another_render_py_checks_the_bits_first(tmp_path):
+    from pyro_objects.data import render
+    from pyro_objects.tools.render_bench import against
+    rows = against(render.__file__, ["clevr3"], 16, "cpu", repeats=1).splitlines()[2:]
+    assert len(rows) == 1 and rows[0].startswith("| clevr3 | cpu")
+    brighter = tmp_path / "render.py"  # the same file, its lamps twice as strong
+    brighter.write_text(Path(render.__file__).read_text().replace("(0.5, 25 * math.pi,", "(0.5, 50 * math.pi,"))
+    with pytest.raises(ValueError, match="other bits"):
+        against(str(brighter), ["clevr3"], 16, "cpu", repeats=1)

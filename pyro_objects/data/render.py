@@ -259,31 +259,38 @@ def from_cells(x, S2):
     return x.reshape(-1, S2, x.shape[1]).transpose(1, 2).flatten(1)
 
 
-def shadowed(sun, points, scene, rays, own):
+def in_cells(points, scene, own, S2):
+    """What every light's shadow rays start from, laid out a cell at a time (per_cell), once for all
+    lights: points [B, P, 3] (pixel-major), the scenes' GEOMETRY, own [B, P] (the object each point
+    lies on, -1: none) -> ([B*S2, Q, 3], {field: [B*S2, K, ...]}, [B*S2, Q])"""
+    return per_cell(points, S2), cell_scenes(scene, S2), per_cell(own, S2)
+
+
+def shadowed(sun, cells, rays):
     """Whether anything lies between each point and the sun, seen along its cell's direction.
 
-    sun [B, S2, 3] (towards the sun, per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
-    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
+    sun [B, S2, 3] (towards the sun, per cell), cells: in_cells(points, scene, own, S2), rays bool [B, P]
+    (those to trace; the others are not shadowed) -> [B, P]
     """
     S2 = sun.shape[1]
+    points, scene, own = cells
     rays = per_cell(rays, S2)
-    _, bp, t = intersect(per_cell(points, S2), sun.flatten(0, 1)[:, None], cell_scenes(scene, S2), rays,
-                         own=per_cell(own, S2))
+    _, bp, t = intersect(points, sun.flatten(0, 1)[:, None], scene, rays, own=own)
     return from_cells(blocked(rays, bp, t < FAR), S2)
 
 
-def blocked_from(lamp, points, scene, rays, own):
+def blocked_from(lamp, cells, rays):
     """Whether anything lies between each point and its cell's point of a lamp.
 
-    lamp [B, S2, 3] (the lamp's point per cell), points [B, P, 3] (pixel-major), rays bool [B, P] (those to
-    trace; the others are not shadowed), own [B, P] (the object each point lies on, -1: none) -> [B, P]
+    lamp [B, S2, 3] (the lamp's point per cell), cells: in_cells(points, scene, own, S2), rays bool [B, P]
+    (those to trace; the others are not shadowed) -> [B, P]
     """
     S2 = lamp.shape[1]
-    lamp, points, rays = lamp.flatten(0, 1)[:, None], per_cell(points, S2), per_cell(rays, S2)  # a scene per cell
+    points, scene, own = cells
+    lamp, rays = lamp.flatten(0, 1)[:, None], per_cell(rays, S2)  # a scene per cell
     to = points - lamp
     distance = to.norm(dim=-1)
-    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), cell_scenes(scene, S2), rays, distance,
-                         own=per_cell(own, S2))
+    _, bp, t = intersect(lamp, to / distance[..., None].clamp_min(1e-9), scene, rays, distance, own=own)
     hit = t < distance.flatten().index_select(0, bp) - 1e-3
     return from_cells(blocked(rays, bp, hit), S2)
 
@@ -471,6 +478,7 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
     # Per-point terms channel-first, [3, B, P]: sums over the 3 axes then run over whole contiguous rows.
     pt, nt = point.permute(2, 0, 1).contiguous(), n.permute(2, 0, 1).contiguous()
     own = torch.where(hits, nearest, -1)  # the object each point lies on
+    cells = in_cells(point, scene, own, S2)
     for kind, where, emit, scale, colour, cell in lights(scene, S):
         if kind == "lamp":
             to = (where.permute(2, 0, 1)[:, :, None] - pt.view(3, B, P // S2, S2)).reshape(3, B, P)
@@ -485,7 +493,7 @@ def shade(scene, direction, point, n, hits, ground, nearest, S, metal_alphas):
         # Where a point faces away from the light its term is 0, shadowed or not: trace only the others,
         # all cells at once (the rays of a cell come from one point of a lamp, or go one way to the sun),
         # and not against the object they lie on: convex, it lies behind its tangent plane, which they leave.
-        dark = (blocked_from if kind == "lamp" else shadowed)(where, point, scene, lit, own)
+        dark = (blocked_from if kind == "lamp" else shadowed)(where, cells, lit)
         e = torch.where(lit & ~dark, e, 0.0)
         c = torch.tensor(colour, device=n.device)
         irradiance += c[:, None, None] * (e * cos_i)
