@@ -67,20 +67,22 @@ def plain_training_step(model, guide, x, temperature, sigma, elbo):
     return step
 
 
+def seconds(fn, device):
+    """Seconds of one call of fn(), the GPU's work included."""
+    if device != "cpu":
+        torch.cuda.synchronize()
+    tick = time.perf_counter()
+    fn()
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - tick
+
+
 def median_seconds(fn, device, repeats, warmup):
     """Median seconds of fn() over repeats, after warmup calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device != "cpu":
-            torch.cuda.synchronize()
-        tick = time.perf_counter()
-        fn()
-        if device != "cpu":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - tick)
-    return sorted(times)[len(times) // 2]
+    return sorted(seconds(fn, device) for _ in range(repeats))[repeats // 2]
 
 
 def variant(name):

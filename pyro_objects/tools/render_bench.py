@@ -14,12 +14,11 @@ both draw the same bits.
 """
 import argparse
 import importlib.util
-import time
 
 import torch
 
 from ..data import clevr, render
-from .bench import device_name, median_seconds
+from .bench import device_name, median_seconds, seconds
 
 
 def table(variants, n, device, repeats=3, seed=0, chunks=(None,)):
@@ -28,9 +27,9 @@ def table(variants, n, device, repeats=3, seed=0, chunks=(None,)):
     lines = ["| variant | device | n | chunk | scenes/s |", "|---|---|---|---|---|"]
     for v in variants:
         for chunk in chunks:
-            seconds = median_seconds(lambda: clevr.generate(n, seed, v, device=device, chunk=chunk), device, repeats,
-                                     warmup=1)
-            lines.append(f"| {v} | {device_name(device)} | {n} | {chunk or 'default'} | {n / seconds:.3g} |")
+            took = median_seconds(lambda: clevr.generate(n, seed, v, device=device, chunk=chunk), device, repeats,
+                                  warmup=1)
+            lines.append(f"| {v} | {device_name(device)} | {n} | {chunk or 'default'} | {n / took:.3g} |")
     return "\n".join(lines)
 
 
@@ -52,13 +51,7 @@ def against(path, variants, n, device, repeats=8, seed=0):
         times = {name: [] for name in draw}
         for _ in range(repeats):
             for name, f in draw.items():
-                if device != "cpu":
-                    torch.cuda.synchronize()
-                tick = time.perf_counter()
-                f()
-                if device != "cpu":
-                    torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - tick)
+                times[name].append(seconds(f, device))
         this, that = (sorted(times[k])[repeats // 2] for k in ("this", "other"))
         lines.append(f"| {v} | {device_name(device)} | {n} | {this:.3f} | {that:.3f} | {that / this:.3f} |")
     return "\n".join(lines)
