@@ -77,6 +77,8 @@ def main():
         parser.error(f"--chunks takes whole numbers separated by commas, not {args.chunks!r}")
     if any(c < 1 for c in chunks if c is not None):
         parser.error("--chunks: each chunk must be at least 1")
+    if args.against and args.chunks:
+        parser.error("--against times render.render on all --n scenes at once: it takes no --chunks")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.against:
