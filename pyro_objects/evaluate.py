@@ -36,8 +36,6 @@ from .model import Model
 from .report import PAPER, write_results
 from .runs import has_scene_prior, load_checkpoint, load_run, output_path
 
-DECOMPOSITION = ("mIOU", "aIOU", "DPA", "FG-ARI")
-
 
 @torch.no_grad()
 def decompose_batches(model, guide, images, batch_size=100, device="cpu", desc="decompose"):
@@ -164,24 +162,26 @@ def slot_check(sizes):  # ours, label-free: docs/RESULTS.md, "How often a run do
 
 def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
     """mIOU, aIOU, DPA, FG-ARI and MSE where there is ground truth, MSE alone where not; both with
-    "slots", slot_check() of the predictions. A peer's (guide None): aIOU and DPA not applicable.
+    "slots", slot_check() of the predictions. A peer's (guide None): aIOU and DPA not applicable; a
+    model of one slot (the VAE): no decomposition metric (metrics.applicable).
 
     -> (metrics.summarise()'s dict, or {"MSE", "support"}, and "slots"; skipped {metric: reason})
     """
-    parts, mse, sizes = [], [], []
+    parts, mse, sizes, slots = [], [], [], 1
     for i, pred in enumerate(decompose_batches(model, guide, data.images, batch_size, device)):
         s = slice(i * batch_size, (i + 1) * batch_size)
         mse.append(metrics.mse(pred["recon"], data.images[s].cpu()))  # predictions come back on the CPU
         sizes.append(slot_sizes(pred["alpha"]))
+        slots = pred["alpha"].shape[1]
         if data.has_truth:
             parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred.get("depth")))
-    mse, slots = torch.cat(mse), slot_check(torch.cat(sizes))
+    mse, check = torch.cat(mse), slot_check(torch.cat(sizes))
     if not data.has_truth:
         reason = f"the {data.name!r} dataset has no ground-truth object masks"
-        return ({"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}, "slots": slots},
-                dict.fromkeys(DECOMPOSITION, reason))
-    scores = {**metrics.summarise(dict(metrics.concat(parts), mse=mse)), "slots": slots}
-    return (scores if guide is not None else metrics.without_depth(scores)), {}
+        return ({"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}, "slots": check},
+                dict.fromkeys(metrics.DECOMPOSITION, reason))
+    scores = {**metrics.summarise(dict(metrics.concat(parts), mse=mse)), "slots": check}
+    return metrics.applicable(scores, depth=guide is not None, slots=slots), {}
 
 
 def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device="cpu", fid=True, fid_n=None,

@@ -39,6 +39,8 @@ from .compositor import modal_segmentation
 THRESHOLD = 0.3     # Sec. 5.2: a slot covers a pixel where α*_j > 0.3
 MIN_OVERLAP = 30    # Sec. 5.2: DPA scores pairs whose amodal masks share at least 30 pixels
 NOT_APPLICABLE = "needs a model that predicts depth and amodal masks"
+NO_SLOTS = "needs a model that splits the image into slots (this one draws the whole scene as one)"
+DECOMPOSITION = ("mIOU", "aIOU", "DPA", "FG-ARI")
 
 
 def present_slots(count, K):
@@ -263,7 +265,8 @@ def score(truth, pred, threshold=THRESHOLD, min_overlap=MIN_OVERLAP, batch_size=
     truth: {"amodal" bool [N, K, H, W], "count" int [N], optional "images" uint8 [N, H, W, 3]};
     pred: {"alpha" [N, J, H, W], "depth" [N, J], optional "recon" [N, H, W, 3]} (tensors or arrays) ->
         summarise()'s dict. Without "depth" (a model with neither depth nor amodal masks) aIOU and DPA are
-        None and "not_applicable" says why; each pixel then belongs to its slot of largest alpha.
+        None and "not_applicable" says why; each pixel then belongs to its slot of largest alpha. With one
+        slot (J = 1: the VAE) no decomposition metric applies.
     """
     t = {k: torch.as_tensor(v) for k, v in truth.items()}
     p = {k: torch.as_tensor(v) for k, v in pred.items()}
@@ -274,10 +277,17 @@ def score(truth, pred, threshold=THRESHOLD, min_overlap=MIN_OVERLAP, batch_size=
         depth = p["depth"][s] if "depth" in p else None
         parts.append(per_image(t["amodal"][s], t["count"][s], p["alpha"][s], depth,
                                None if recon is None else recon[s], None if images is None else images[s], threshold))
-    out = summarise(concat(parts), min_overlap)
-    return out if "depth" in p else without_depth(out)
+    return applicable(summarise(concat(parts), min_overlap), "depth" in p, p["alpha"].shape[1])
 
 
-def without_depth(scores):
-    """summarise()'s dict of a model without depth or amodal masks: aIOU and DPA said to be not applicable."""
-    return {**scores, "not_applicable": dict.fromkeys(["aIOU", "DPA"], NOT_APPLICABLE), "dpa_curve": None}
+def applicable(scores, depth=True, slots=2):
+    """summarise()'s dict with the metrics that do not apply to the model set to None and said so in
+    "not_applicable": aIOU and DPA without depth and amodal masks (Slot Attention, MONet), every
+    decomposition metric with a single slot (the VAE)."""
+    if slots < 2:
+        reasons = dict.fromkeys(DECOMPOSITION, NO_SLOTS)
+    elif not depth:
+        reasons = dict.fromkeys(["aIOU", "DPA"], NOT_APPLICABLE)
+    else:
+        return scores
+    return {**scores, **dict.fromkeys(reasons), "not_applicable": reasons, "dpa_curve": None}

@@ -125,20 +125,28 @@ def test_predictions_are_scored_on_modal_metrics(name, x, truth):
     assert pred["recon"].dtype == np.float32 and pred["recon"].shape == (8, N, N, 3)
     # metrics.score needs a depth today; a constant one leaves the modal metrics as a depthless scorer would give them
     scores = metrics.score(truth, {**pred, "depth": np.zeros(pred["alpha"].shape[:2], np.float32)})
-    assert 0 <= scores["mIOU"] <= 1 and 0 <= scores["FG-ARI"] <= 1
+    if name != "vae":  # one slot: no decomposition metric (test_one_mask_over_everything_scores_no_decomposition)
+        assert 0 <= scores["mIOU"] <= 1 and 0 <= scores["FG-ARI"] <= 1
     assert scores["MSE"] == pytest.approx(float(((pred["recon"] - truth["images"].numpy() / 255) ** 2).mean()), rel=1e-5)
 
 
 def test_one_mask_over_everything_scores_no_decomposition(x, truth):
-    """The VAE's single mask: FG-ARI 0 where two objects show (1 where one does), and each image's
-    mIOU is its largest visible object's share of the image, the other object unmatched (0)."""
+    """The VAE's single mask, as the metrics compute it: FG-ARI 0 where two objects show (1 where one
+    does), and each image's mIOU is its largest visible object's share of the image, the other object
+    unmatched (0). `score` reports no decomposition metric for one slot: they are n/a, MSE stays."""
     pred = prediction(tiny("vae"), x)
-    scores = metrics.score(truth, {**pred, "depth": np.zeros((8, 1), np.float32)})
+    depth = np.zeros((8, 1), np.float32)
+    computed = metrics.summarise(metrics.per_image(truth["amodal"], truth["count"], torch.as_tensor(pred["alpha"]),
+                                                   torch.as_tensor(depth)))
     _, modal, _ = metrics.truth_masks(truth["amodal"], truth["count"])
     area = modal.flatten(2).sum(2).float()  # [8, 2]
     visible = (area > 0).sum(1)
-    assert scores["FG-ARI"] == pytest.approx(float((visible == 1).float().mean()))
-    assert scores["mIOU"] == pytest.approx(float(area.max(1).values.sum() / N ** 2 / (area > 0).sum()))
+    assert computed["FG-ARI"] == pytest.approx(float((visible == 1).float().mean()))
+    assert computed["mIOU"] == pytest.approx(float(area.max(1).values.sum() / N ** 2 / (area > 0).sum()))
+    for pred_of_vae in ({**pred, "depth": depth}, pred):
+        scores = metrics.score(truth, pred_of_vae)
+        assert all(scores[k] is None for k in metrics.DECOMPOSITION) and scores["MSE"] > 0
+        assert scores["not_applicable"] == dict.fromkeys(metrics.DECOMPOSITION, metrics.NO_SLOTS)
 
 
 def test_perfect_modal_masks_with_a_background_slot_score_one(truth):
@@ -159,3 +167,18 @@ def test_score_without_depth_reports_amodal_metrics_as_not_applicable(x, truth):
 def test_a_predictions_file_without_depth_loads(x, truth, tmp_path):
     np.savez(tmp_path / "pred.npz", **prediction(tiny("monet"), x))
     assert set(score.load_predictions(tmp_path / "pred.npz", truth)) == {"alpha", "recon"}
+
+
+def test_evaluating_the_vae_reports_its_decomposition_as_not_applicable(truth):
+    """evaluate's scorer, on the VAE's one mask: mIOU, aIOU, DPA and FG-ARI n/a, MSE its own."""
+    from types import SimpleNamespace
+
+    from pyro_objects.evaluate import decomposition_scores
+    data = SimpleNamespace(name="polygons", has_truth=True, **truth)
+    vae = tiny("vae").eval()
+    scores, skipped = decomposition_scores(vae, None, data, batch_size=4)
+    assert skipped == {} and all(scores[k] is None for k in metrics.DECOMPOSITION)
+    assert scores["not_applicable"] == dict.fromkeys(metrics.DECOMPOSITION, metrics.NO_SLOTS)
+    with torch.no_grad():
+        recon = vae.decompose(truth["images"].permute(0, 3, 1, 2).float() / 255)["recon"].clamp(0, 1)
+    assert scores["MSE"] == pytest.approx(float(((recon.permute(0, 2, 3, 1) - truth["images"] / 255) ** 2).mean()), rel=1e-4)

@@ -225,6 +225,7 @@ def baseline_run(tmp_path_factory):
     torch.set_num_threads(2)
     assert result.exit_code == 0, result.output
     assert "monet, epoch 1/1, step 2" in result.output
+    assert (run_dir / "commands.txt").read_text().startswith("pyro-objects baseline train monet polygons --quick")
     return run_dir
 
 

@@ -27,7 +27,7 @@ from ..config import check, config_for, quick
 from ..errors import InputError, TrainingError
 from ..files import atomic_write
 from ..monitor import Log, epoch_figures, score_quality
-from ..runs import config_from_dict, load_checkpoint, lock, save_checkpoint
+from ..runs import config_from_dict, load_checkpoint, lock, record_command, save_checkpoint
 from ..train import Clock, steps_in_epoch
 from . import build, check_name, monet, slot_attention
 
@@ -68,7 +68,7 @@ def step(name, model, optim, x, cfg, at):
 
 def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None,
                    data=None, cache=None, eval_every=None, eval_data=None, sizes=None, figures=True, log_every=25,
-                   progress=True):
+                   progress=True, command=None):
     """Train the peer `name` (baselines.MODELS) on cfg's dataset into run_dir, to cfg.epochs, to
     time_budget seconds or to max_steps (counted from the run's start), whichever comes first
     -> the final checkpoint's state.
@@ -77,7 +77,8 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     data: a Dataset to train on (default: cfg's dataset, generated, or read from cache, a directory made by
     `pyro-objects data make`). eval_every: every this many steps, score the decomposition of eval_data
     (default: 500 held-out images) into RUN/quality.csv.
-    sizes: narrower networks than the papers' (baselines.QUICK).
+    sizes: narrower networks than the papers' (baselines.QUICK). command: the command line, added to
+    RUN/commands.txt once the run starts.
     """
     run_dir, state = Path(run_dir), None
     check_name(name)
@@ -100,6 +101,8 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
         steps = steps_in_epoch(cfg, data)
         atomic_write(run_dir / "config.json", lambda p: p.write_text(json.dumps(
             {"baseline": name, "sizes": sizes or {}, **dataclasses.asdict(cfg)}, indent=2) + "\n"))
+        if command:
+            record_command(run_dir, command)
         if eval_every and eval_data is None:
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=cache)
         log = Log(run_dir, state is not None)

@@ -10,7 +10,8 @@ images) or 3×3 (96×96) map and its mirror of transposed convolutions up, ELU t
 normalisation. What is the paper's: a latent as large as our model's object and background latents
 together (latent_size). The VAE has no slots; `decompose` gives one mask covering the whole image,
 which is what the model says (one code explains every pixel) and keeps the predictions file's
-alpha [N, J, H, W] with J = 1, so its mIOU and FG-ARI are the scores of no decomposition at all.
+alpha [N, J, H, W] with J = 1; `score` and `evaluate` then report the decomposition metrics as not
+applicable (the VAE's MSE and FID are its scores).
 """
 import math
 

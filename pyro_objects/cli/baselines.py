@@ -8,7 +8,7 @@ from ..baselines.train import baseline_config, train_baseline
 from ..config import config_for
 from ..errors import InputError
 from . import main
-from .common import parse_duration, pick_device
+from .common import command_line, parse_duration, pick_device
 
 
 @main.group("baseline")
@@ -54,5 +54,5 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
                              if v is not None})
     state = train_baseline(name, cfg, run_dir, pick_device(device), seed, resume,
                            parse_duration(time_budget) if time_budget else None, cache=cache, eval_every=eval_every,
-                           sizes=QUICK[name] if is_quick else None)
+                           sizes=QUICK[name] if is_quick else None, command=command_line(click.get_current_context()))
     click.echo(f"{run_dir}: {name}, epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}")
