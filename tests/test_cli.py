@@ -37,6 +37,11 @@ def test_train_channels_last_and_set_fields_are_recorded_and_the_run_decomposes(
     assert config["alpha_penalty"] == 1e6 and config["sigma"] == [0.02, 0.01] and config["lr_decay_epochs"] == [1, 3]
     assert invoke("decompose", run_dir, "--n", 2, "--out", tmp_path / "d.png").exit_code == 0
     assert (tmp_path / "d.png").stat().st_size > 0
+    result = invoke("train", "polygons", "--resume", "--out", run_dir, "--device", "cpu")  # the speed options not given
+    assert result.exit_code == 0, result.output
+    assert "last trained with --channels-last --no-cuda-graphs; it goes on with the defaults" in result.output
+    result = invoke("train", "polygons", "--resume", "--out", run_dir, "--device", "cpu")
+    assert result.exit_code == 0 and "note:" not in result.output  # as the command before it
 
 
 def test_sample_and_decompose_write_their_figures(trained, tmp_path):

@@ -89,12 +89,30 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
     if distributed:
         device = join_process_group(device)
     run.command = command_line(click.get_current_context())  # into RUN/commands.txt once the run starts
+    if resume:
+        before, now = speed_options((runs.commands(run_dir) or [""])[-1]), speed_options(run.command)
+        if before != now:
+            click.echo(f"note: {run_dir} last trained with {before or 'the default speed options'}; it goes on with "
+                       f"{now or 'the defaults'} (--resume keeps what a run trains, not how fast: give them again)",
+                       err=True)
     state = train(run, device=device, speed=speed, time_budget=parse_duration(time_budget) if time_budget else None,
                   eval_every=eval_every)
     if distributed:
         dist.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}; "
                f"figures in {run_dir / 'figures'}")
+
+
+def speed_options(line):
+    """The speed options of a recorded command line, as words:
+    'pyro-objects train clevr3 --precision bf16 --compile' -> '--precision bf16 --compile'."""
+    words, kept = line.split(), []
+    for i, word in enumerate(words):
+        if word == "--precision" and i + 1 < len(words):
+            kept += words[i:i + 2]
+        elif word in ("--compile", "--channels-last", "--no-cuda-graphs"):
+            kept.append(word)
+    return " ".join(kept)
 
 
 def join_process_group(device):
