@@ -80,4 +80,5 @@ def test_a_peer_is_scored_without_amodal_metrics_and_fid_where_it_samples(tiny_c
     results = evaluate_data(peer("vae", tiny_cfg), None, tiny_cfg, data, batch_size=2, fid=True, fid_n=3)
     assert results["metrics"]["FID"] > 0 and results["metrics"]["FID_images"] == 3
     assert results["skipped"]["FID objects"] == "a peer model draws no objects alone"
-    assert results["metrics"]["mIOU"] < 1 and results["slots"]["pixels_q90"] == [32.0 ** 2]  # one mask over everything
+    assert results["metrics"]["mIOU"] is None and results["slots"]["pixels_q90"] == [32.0 ** 2]  # one mask over everything
+    assert set(results["not_applicable"]) == {"mIOU", "aIOU", "DPA", "FG-ARI"} and "| n/a | n/a | n/a | n/a |" in markdown(results)
