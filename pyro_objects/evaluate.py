@@ -119,7 +119,7 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(split_seed)
         scenes, objects = generate(model, cfg, n, batch_size, device, single[1] if single else None, hyperprior)
-    real = fidlib.features(data.images[:n], net, desc="inception: held-out scenes")
+    real = fidlib.held_out_features(data.images[:n], net, desc="inception: held-out scenes")
     fake = fidlib.features(scenes, net, desc="inception: generated scenes")
     scores, skipped = fidlib.fid_kid_of_features(real, fake), {}
     scores["FID_images"] = min(n, len(data))
@@ -133,7 +133,7 @@ def generation_scores(model, cfg, data, n, split_seed, batch_size=100, device="c
         skipped.update(dict.fromkeys(["FID objects", "KIDx100 objects"], "the model drew fewer than 2 non-empty objects"))
         return scores, skipped
     truth = single[0](m, split_seed, data.image_size)
-    real = fidlib.features(truth, net, desc="inception: ground-truth objects")
+    real = fidlib.held_out_features(truth, net, desc="inception: ground-truth objects")
     fake = fidlib.features(objects[:m], net, desc="inception: generated objects")
     alone = fidlib.fid_kid_of_features(real, fake)
     scores.update({f"{k} objects": v for k, v in alone.items()})

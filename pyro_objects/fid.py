@@ -12,9 +12,13 @@ the same as torch-fidelity's and the original TF FID code's:
 - mapped from [0, 255] to (x - 128) / 128, i.e. [-1, 0.9921875] (its INPUT_RANGE_TF).
 
 Each image goes through the network once; torchmetrics' FID and KID then read the
-stored features through an identity feature module.
+stored features through an identity feature module. The features of a fixed image set
+(held-out images) are kept on disk (`held_out_features`), so that scoring a second
+run on the same images skips the network for them.
 """
+import hashlib
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import InputError
+from .files import atomic_write
 
 SIZE = 299
 FEATURES = 2048
@@ -91,6 +96,39 @@ def features(images, net=None, batch_size=50, device="cpu", desc="inception"):
         if torch.is_tensor(images) else images
     out = [net(b.to(device).permute(0, 3, 1, 2)).cpu() for b in tqdm(batches, desc=desc, leave=False)]
     return torch.cat(out)
+
+
+def features_cache():
+    """Where held_out_features() keeps features: $PYRO_OBJECTS_CACHE/inception, else
+    $XDG_CACHE_HOME/pyro-objects/inception (default ~/.cache/pyro-objects/inception)."""
+    root = os.environ.get("PYRO_OBJECTS_CACHE") or \
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pyro-objects"
+    return Path(root) / "inception"
+
+
+def held_out_features(images, net=None, batch_size=50, device="cpu", desc="inception", cache=None):
+    """features() of a fixed set of images, read from the cache directory when it holds them.
+
+    images: uint8 [N, H, W, 3] -> float64 [N, 2048]. The file is named by the SHA-256 of the images'
+    bytes, the network file's size and the device type, and written atomically; an unreadable or
+    unwritable cache is passed over (the features are then computed, as without one).
+    """
+    cache = Path(cache) if cache is not None else features_cache()
+    digest = hashlib.sha256(images.contiguous().cpu().numpy().tobytes()).hexdigest()[:40]
+    path = cache / f"{digest}-{inception_file().stat().st_size}-{torch.device(device).type}.pt"
+    try:
+        stored = torch.load(path, map_location="cpu")
+        if torch.is_tensor(stored) and stored.shape == (len(images), FEATURES):
+            return stored
+    except Exception:  # absent, or damaged: computed again and replaced below
+        pass
+    out = features(images, net, batch_size, device, desc)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda p: torch.save(out, p))
+    except OSError:
+        pass
+    return out
 
 
 def fid_kid_of_features(real, fake, kid_subset=1000, seed=0):  # Sec. 5.1, Table 1

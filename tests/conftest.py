@@ -5,6 +5,15 @@ import torch
 from pyro_objects.config import POLYGONS, quick
 
 
+@pytest.fixture(autouse=True, scope="session")
+def features_cache(tmp_path_factory):
+    """Held-out Inception features go to a directory of the test session, not the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYRO_OBJECTS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(autouse=True)
 def fresh_state():
     pyro.clear_param_store()
