@@ -167,21 +167,21 @@ def decomposition_scores(model, guide, data, batch_size=100, device="cpu"):
 
     -> (metrics.summarise()'s dict, or {"MSE", "support"}, and "slots"; skipped {metric: reason})
     """
-    parts, mse, sizes, slots = [], [], [], 1
+    parts, mse, sizes = [], [], []
     for i, pred in enumerate(decompose_batches(model, guide, data.images, batch_size, device)):
         s = slice(i * batch_size, (i + 1) * batch_size)
         mse.append(metrics.mse(pred["recon"], data.images[s].cpu()))  # predictions come back on the CPU
         sizes.append(slot_sizes(pred["alpha"]))
-        slots = pred["alpha"].shape[1]
         if data.has_truth:
             parts.append(metrics.per_image(data.amodal[s].cpu(), data.count[s].cpu(), pred["alpha"], pred.get("depth")))
-    mse, check = torch.cat(mse), slot_check(torch.cat(sizes))
+    mse, sizes = torch.cat(mse), torch.cat(sizes)  # sizes [N, J]
+    check = slot_check(sizes)
     if not data.has_truth:
         reason = f"the {data.name!r} dataset has no ground-truth object masks"
         return ({"MSE": float(mse.mean()), "support": {"MSE": {"images": len(mse)}}, "slots": check},
                 dict.fromkeys(metrics.DECOMPOSITION, reason))
     scores = {**metrics.summarise(dict(metrics.concat(parts), mse=mse)), "slots": check}
-    return metrics.applicable(scores, depth=guide is not None, slots=slots), {}
+    return metrics.applicable(scores, depth=guide is not None, slots=sizes.shape[1]), {}
 
 
 def evaluate_data(model, guide, cfg, data, split="eval", batch_size=100, device="cpu", fid=True, fid_n=None,

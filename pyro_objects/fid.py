@@ -110,11 +110,13 @@ def held_out_features(images, net=None, batch_size=50, device="cpu", desc="incep
     """features() of a fixed set of images, read from the cache directory when it holds them.
 
     images: uint8 [N, H, W, 3] -> float64 [N, 2048]. The file is named by the SHA-256 of the images'
-    bytes, the network file's size and the device type, and written atomically; an unreadable or
-    unwritable cache is passed over (the features are then computed, as without one).
+    shape and bytes, the network file's size and the device type, and written atomically; an
+    unreadable or unwritable cache is passed over (the features are then computed, as without one).
     """
     cache = Path(cache) if cache is not None else features_cache()
-    digest = hashlib.sha256(images.contiguous().cpu().numpy().tobytes()).hexdigest()[:40]
+    digest = hashlib.sha256(str(tuple(images.shape)).encode())
+    digest.update(images.contiguous().cpu().numpy().tobytes())
+    digest = digest.hexdigest()[:40]
     path = cache / f"{digest}-{inception_file().stat().st_size}-{torch.device(device).type}.pt"
     try:
         stored = torch.load(path, map_location="cpu")
