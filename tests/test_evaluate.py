@@ -49,13 +49,26 @@ def test_a_slot_that_draws_only_specks_is_flagged_and_a_spare_slot_is_not():
     sizes = slot_sizes(alpha)
     assert sizes[0].tolist() == [400, 4, 400] and sizes[9].tolist() == [400, 4, 0]
     check = slot_check(sizes)
-    assert check == {"pixels_q90": [400.0, 4.0, 400.0], "specks": [1]}
+    assert check == {"pixels_q90": [400.0, 4.0, 400.0], "specks": [1], "against": 400.0}
     results = {"dataset": "polygons", "split": "eval", "images": 10, "metrics": {}, "paper": {}, "skipped": {},
                "slots": check}
     text = markdown(results)
     assert "slot 0 400, slot 1 4, slot 2 400" in text
     assert "Warning: slot 1 draws only specks (4 px against 400)" in text and "slot 2 draws" not in text
     assert "Warning" not in markdown({**results, "slots": slot_check(sizes[:, [0, 2]])})
+
+
+def test_a_peers_background_slot_is_left_out_of_the_speck_check():
+    sizes = torch.tensor([[3900, 280, 270], [3800, 300, 0]] * 5)  # MONet's: slot 0 the background, two objects
+    assert slot_check(sizes)["specks"] == [1, 2]  # held to the background's size, both objects look like specks
+    assert slot_check(sizes, background_slot=True) == {"pixels_q90": [3900.0, 300.0, 270.0], "specks": [], "against": 300.0}
+    stuck = torch.tensor([[3900, 500, 4]] * 10)  # one slot draws both objects, the other a speck
+    check = slot_check(stuck, background_slot=True)
+    assert check["specks"] == [2] and check["against"] == 500.0
+    text = markdown({"dataset": "polygons", "split": "eval", "images": 10, "metrics": {}, "paper": {}, "skipped": {},
+                     "slots": check})
+    assert "Warning: slot 2 draws only specks (4 px against 500)" in text and "slot 1 draws" not in text
+    assert slot_check(torch.tensor([[4096]] * 4), background_slot=True)["specks"] == []  # the VAE's one slot
 
 
 def peer(name, cfg):
