@@ -52,6 +52,9 @@ def check_output(path, kind, inputs=()):
         raise InputError(f"{path} is a run's or a dataset cache's own file: choose another output path")
     if path.is_dir():
         raise InputError(f"{path} is a folder: give a file name")
+    if kind == "png" and path.suffix and path.suffix[1:].lower() not in figure_formats():
+        raise InputError(f"{path}: a figure cannot be written as {path.suffix}; give a name ending in .png "
+                         f"(or {', '.join('.' + f for f in sorted(figure_formats()) if f != 'png')})")
     if path.exists() and not KINDS[kind](path):
         raise InputError(f"{path} exists and is not a {kind} file this command writes: choose another output path "
                          "(or delete it)")
@@ -61,6 +64,12 @@ def check_output(path, kind, inputs=()):
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
         raise InputError(f"cannot write {path}: {ancestor} is not a folder this process can write in")
     return path
+
+
+def figure_formats():
+    """The file types matplotlib can save a figure as ("png", "pdf", "svg", ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+    return set(FigureCanvasBase.get_supported_filetypes())
 
 
 def _json_object(path):

@@ -95,7 +95,8 @@ CASES = [  # each a command line; {} is the place's folder
     "decompose {}/run --input {}/gt.npz --out {}/gt.npz", "decompose {}/run --output {}/cache/train-00000.npz",
     "decompose {}/run --input {}/images-small.npz", "decompose {}/run --input {}/images-float.npz",
     "decompose {}/run --input {}/random.npz", "decompose {}/run --input {}/missing.npz",
-    "decompose {}/run --out {}/run/config.json", "decompose {}/run --batch-size 0 --output {}/p.npz",
+    "decompose {}/run --out {}/run/config.json", "decompose {}/run --out {}/figure.txt", "sample {}/run --out {}/s.npz",
+    "decompose {}/run --batch-size 0 --output {}/p.npz",
     # evaluate and score
     "evaluate {}/run --json {}/run/checkpoint.pt --no-fid", "evaluate {}/run --json {}/gt.npz --no-fid",
     "evaluate {}/run --n 0 --no-fid", "evaluate {}/run --fid-n 1 --n 2", "evaluate {}/missing", "evaluate {}/corrupt",
