@@ -189,8 +189,9 @@ def load_checkpoint(run_dir, device="cpu"):
 def ours(state, run_dir):
     """A checkpoint of our model, or an InputError for a baseline's (pyro_objects.baselines)."""
     if "baseline" in state:
-        raise InputError(f"{run_dir} holds a run of the {state['baseline']} baseline: only `decompose` and `evaluate` "
-                         f"read it, and `pyro-objects baseline train {state['baseline']} ... --resume` continues it")
+        raise InputError(f"{run_dir} holds a run of the {state['baseline']} baseline: only `decompose`, `evaluate` and "
+                         f"(the VAE's, MONet's) `sample` read it, and `pyro-objects baseline train {state['baseline']} ... "
+                         "--resume` continues it")
     return state
 
 

@@ -78,3 +78,22 @@ def test_a_baseline_run_is_told_apart_from_ours(tiny_cfg, tmp_path):
 def test_the_papers_batch_sizes_unless_the_vae():
     assert baseline_config("slot-attention", "clevr3").batch_size == baseline_config("monet", "polygons").batch_size == 64
     assert baseline_config("vae", "polygons").batch_size == 100 and baseline_config("monet", "polygons", True).batch_size == 32
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_sample_draws_a_generative_peers_scenes_and_refuses_the_rest_in_one_line(name, tiny_cfg, tmp_path):
+    from click.testing import CliRunner
+
+    from pyro_objects.cli import main
+    path, out = tmp_path / name, tmp_path / "samples.png"
+    run(name, tiny_cfg, path, max_steps=1)
+    result = CliRunner().invoke(main, ["sample", str(path), "--n", "4", "--out", str(out), "--device", "cpu"])
+    if name == "slot-attention":  # decomposes, draws no scenes
+        assert result.exit_code != 0 and "does not generate images" in result.output and not out.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "4 scenes" in result.output
+    result = CliRunner().invoke(main, ["sample", str(path), "--front", "0", "--out", str(tmp_path / "f.png"),
+                                       "--device", "cpu"])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)  # refused, not raised
+    assert "Error:" in result.output and "Traceback" not in result.output and not (tmp_path / "f.png").exists()

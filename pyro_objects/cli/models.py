@@ -16,7 +16,7 @@ from ..files import check_output
 from ..interpolate import FACTORS, interpolate
 from ..runs import has_scene_prior, load_run, output_path
 from ..score import save_npz
-from ..viz import decomposition_figure, rows_figure, samples_figure, save_gif
+from ..viz import decomposition_figure, rows_figure, samples_figure, save_gif, scenes_figure
 from . import main
 from .common import pick_device
 
@@ -38,13 +38,17 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
 
     With --place or --front the same scenes are drawn again under pyro.poutine.do on θ or d
     (every other latent as it was); the scenes before the intervention go to OUT-before.png.
+    A generative peer's run (`baseline train vae` or `monet`) draws its scenes alone.
     """
     out = check_output(out or output_path(run_dir, "figures", "samples.png"), "png")
     before = check_output(out.with_name(f"{out.stem}-before{out.suffix}"), "png") if placements or front is not None else None
     requests = [parse_place(p) for p in placements]
     device = pick_device(device)
-    cfg, model, guide, state = load_run(run_dir, device)
+    cfg, model, guide, state = load_any(run_dir, device)
     torch.manual_seed(seed)
+    if guide is None:  # a peer: no θ or d to intervene on, and no objects drawn alone
+        sample_peer(model, state["baseline"], n, out, intervene=before is not None)
+        return
     scenes, trace = interventions.sample(model, n, sigma=state["sigma"], hyperprior=has_scene_prior(state))
     if before is not None:
         samples_figure(scenes, before)
@@ -52,6 +56,17 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
         d = interventions.nearest(trace.nodes["d"]["value"], front, cfg.depth_softness) if front is not None else None
         scenes = interventions.intervene(model, trace, theta=theta, d=d)
     samples_figure(scenes, out)
+    click.echo(f"{n} scenes -> {out}")
+
+
+def sample_peer(model, name, n, out, intervene=False):
+    """n scenes of a peer model that generates (the VAE, MONet) -> a grid in out."""
+    if not hasattr(model, "sample"):
+        raise InputError(f"the {name} baseline does not generate images: `decompose` and `evaluate` read its run")
+    if intervene:
+        raise InputError(f"--place and --front move our model's objects; the {name} baseline has no θ or d to set")
+    with torch.no_grad():
+        scenes_figure(model.sample(n).cpu(), out)
     click.echo(f"{n} scenes -> {out}")
 
 
