@@ -265,7 +265,10 @@ def test_a_baseline_runs_predictions_are_scored_without_depth(baseline_run, tmp_
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
     assert lines["aIOU"].split()[1] == lines["DPA"].split()[1] == "n/a" and float(lines["mIOU"].split()[1]) >= 0
-    one_line_error(invoke("sample", baseline_run, "--device", "cpu"), "monet baseline", "evaluate")
+    result = invoke("sample", baseline_run, "--n", 2, "--out", tmp_path / "monet-samples.png", "--device", "cpu")
+    assert result.exit_code == 0 and (tmp_path / "monet-samples.png").exists(), result.output  # MONet generates
+    one_line_error(invoke("interpolate", baseline_run, "--a", tmp_path / "a.png", "--b", tmp_path / "b.png",
+                          "--device", "cpu"), "monet baseline", "evaluate")
     one_line_error(invoke("train", "polygons", "--resume", "--out", baseline_run, "--device", "cpu"), "monet baseline")
     one_line_error(invoke("baseline", "train", "monet", "polygons", "--resume", "--epochs", 3, "--out", baseline_run),
                    "--epochs", "--resume")
