@@ -76,8 +76,8 @@ def slots_markdown(slots):
     q90 = slots["pixels_q90"]
     text = "Slots: pixels covered, 90th percentile over the images: " + \
         ", ".join(f"slot {j} {q:.0f}" for j, q in enumerate(q90)) + "\n"
+    against = slots.get("against", max(q90))  # results written before "against" was kept: the largest slot
     for j in slots["specks"]:
-        against = slots.get("against", max(q90))  # results written before "against" was kept: the largest slot
         text += (f"\nWarning: slot {j} draws only specks ({q90[j]:.0f} px against {against:.0f}): one slot is likely "
                  "drawing several objects. If a later checkpoint still shows this, train again with another --seed "
                  "(docs/RESULTS.md, How often a run does not decompose).\n")

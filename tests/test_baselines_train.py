@@ -2,10 +2,12 @@ import csv
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from pyro_objects import runs
 from pyro_objects.baselines import QUICK, load_baseline_run
 from pyro_objects.baselines.train import baseline_config, train_baseline
+from pyro_objects.cli import main
 from pyro_objects.data import Dataset, polygons
 from pyro_objects.errors import InputError
 
@@ -82,9 +84,6 @@ def test_the_papers_batch_sizes_unless_the_vae():
 
 @pytest.mark.parametrize("name", list(TINY))
 def test_sample_draws_a_generative_peers_scenes_and_refuses_the_rest_in_one_line(name, tiny_cfg, tmp_path):
-    from click.testing import CliRunner
-
-    from pyro_objects.cli import main
     path, out = tmp_path / name, tmp_path / "samples.png"
     run(name, tiny_cfg, path, max_steps=1)
     result = CliRunner().invoke(main, ["sample", str(path), "--n", "4", "--out", str(out), "--device", "cpu"])
