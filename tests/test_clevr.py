@@ -68,6 +68,13 @@ def test_generation_is_deterministic_and_splits_differ():
     assert train.images.shape == (2, 96, 96, 3) and not torch.equal(train.images, held_out.images)
 
 
+def test_a_render_call_whose_scenes_all_break_the_visibility_rule_is_drawn_again():
+    """At 48×48 few clevr5 scenes keep 50 visible pixels an object: some render calls of 16 keep none."""
+    s = clevr.generate(20, seed=3, variant="clevr5", image_size=48)
+    present = torch.arange(5) < s["count"][:, None]
+    assert len(s["images"]) == 20 and (s["visible"][present] >= 50).all()
+
+
 def test_scenes_keep_clevrs_constraints(scenes):
     count = scenes["count"]
     assert ((count >= 3) & (count <= 5)).all()

@@ -556,5 +556,5 @@ def render(scene, N, S=2, zoom=1.0, metal=METAL, keep=None):
     colour = shade(scene, d, point + 1e-3 * n, n, hits_object, ground, nearest, S, metal)
     image = srgb(colour.clamp_(0, 1)).permute(1, 2, 0).contiguous()  # [B, P, 3]
     image = image.reshape(B, N, N, S * S, 3).mean(3)
-    coverage = (t < FAR).float().reshape(B, -1, N, N, S * S).mean(-1)
+    coverage = (t < FAR).float().reshape(B, K, N, N, S * S).mean(-1)
     return (image, coverage, visible) if keep is None else (image, coverage, visible, kept)
