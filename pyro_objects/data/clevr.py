@@ -23,6 +23,7 @@ back to front by the distance from the camera to their centres; a test checks th
 this order explains the rendered occlusions.
 """
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -161,29 +162,38 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         parameters (SCENE_ONLY and "present"), which another renderer needs to draw the same scenes.
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
-    chunk = chunk or (512 if str(device).startswith("cuda") else BLOCK)
+    per_call = -(-(chunk or (512 if str(device).startswith("cuda") else BLOCK)) // BLOCK)  # blocks a render call
     g = torch.Generator().manual_seed(seed)
-    kept, have = [], 0
-    while have < n:
-        # Scenes are drawn BLOCK at a time whatever the chunk, so the first n scenes of a seed
-        # are the same for any n and chunk.
-        blocks = [draw_scenes(BLOCK, variant, g) for _ in range(min(-(-chunk // BLOCK), -(-(n - have) // BLOCK)))]
-        scene = {k: torch.cat([b[k] for b in blocks]) for k in blocks[0]}
-        scene = take(scene, scene.pop("ok"))
-        scene = sort_objects(scene, back_to_front(scene))
-        on_device = {k: v.to(device) for k, v in scene.items()}
 
-        def enough(visible):  # every object shows at least min_visible pixels: the others are drawn again
-            return (((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]).all(1)
-        image, coverage, visible, ok = render.render(on_device, image_size, samples, variant.zoom, variant.metal,
-                                                     keep=enough)
-        ok = ok.cpu()
-        out = {k: v[ok] for k, v in scene.items()}
-        out["images"] = (image * 255).round().to(torch.uint8).cpu()
-        out["amodal"] = (coverage >= 0.5).cpu() & out["present"][:, :, None, None]
-        out["visible"] = (visible >= 0.5).sum((2, 3)).cpu()
-        kept.append(out)
-        have += int(ok.sum())
+    def draw(blocks):
+        """The seed's next `blocks` blocks of scenes that place() could lay out, sorted back to front.
+        Scenes are drawn BLOCK at a time whatever the chunk, so the first n scenes of a seed are the
+        same for any n and chunk."""
+        parts = [draw_scenes(BLOCK, variant, g) for _ in range(blocks)]
+        scene = {k: torch.cat([b[k] for b in parts]) for k in parts[0]}
+        scene = take(scene, scene.pop("ok"))
+        return sort_objects(scene, back_to_front(scene))
+
+    def enough(visible):  # every object shows at least min_visible pixels: the others are drawn again
+        return (((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]).all(1)
+
+    kept, have = [], 0
+    with ThreadPoolExecutor(1) as cpu:  # the CPU draws the next chunk's scenes while the device renders this one
+        upcoming = cpu.submit(draw, min(per_call, -(-n // BLOCK)))
+        while have < n:
+            scene = upcoming.result() if upcoming else draw(min(per_call, -(-(n - have) // BLOCK)))
+            left = n - have - len(scene["present"])  # still to come if this chunk keeps all its scenes
+            upcoming = cpu.submit(draw, min(per_call, -(-left // BLOCK))) if left > 0 else None
+            on_device = {k: v.to(device) for k, v in scene.items()}
+            image, coverage, visible, ok = render.render(on_device, image_size, samples, variant.zoom, variant.metal,
+                                                         keep=enough)
+            ok = ok.cpu()
+            out = {k: v[ok] for k, v in scene.items()}
+            out["images"] = (image * 255).round().to(torch.uint8).cpu()
+            out["amodal"] = (coverage >= 0.5).cpu() & out["present"][:, :, None, None]
+            out["visible"] = (visible >= 0.5).sum((2, 3)).cpu()
+            kept.append(out)
+            have += int(ok.sum())
     out = {k: torch.cat([part[k] for part in kept])[:n] for k in kept[0]}
     out["count"] = out["present"].sum(1)
     if not params:
