@@ -1,6 +1,9 @@
-"""Networks built from strings in the notation of the paper's Table 5.
+"""Networks built from strings in a notation modelled on the paper's Table 5.
 
-A network is layers joined by '-', read left to right:
+The token letters follow the table's style; the defaults below (stride 1, 3×3 kernels,
+nearest-neighbour `up2`, 4×4 `cT`) are ours, not the table's caption, and no config in this
+repository is a row of the table (docs/DESIGN.md). A network is layers joined by '-', read
+left to right:
 
     c32e       3×3 convolution to 32 channels, then ELU (stride 1, 'same' padding)
     c64k4s2r   4×4 convolution, stride 2, to 64 channels, then ReLU
@@ -48,7 +51,7 @@ class View(nn.Module):
 
 
 def build(spec, in_shape, name="network"):
-    """Build an nn.Sequential from a Table 5 string.
+    """Build an nn.Sequential from a string in the notation above.
 
     in_shape: (C, H, W) for an image input or (D,) for a vector input; name: what errors call it.
     Returns the network; its output shape is `net.out_shape`.

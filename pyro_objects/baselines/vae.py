@@ -5,7 +5,7 @@
     q(z | x) = N(encoder(x))                    loss = -log p(x | z) + β KL(q(z | x) ‖ N(0, I))
 
 The paper gives its baseline's encoder and decoder in Table 6, which we could not read: these networks
-are ours, written in our Table 5 notation (nets.py), a stride-2 convolution stack down to a 4×4 (64×64
+are ours, written in our network notation (nets.py), a stride-2 convolution stack down to a 4×4 (64×64
 images) or 3×3 (96×96) map and its mirror of transposed convolutions up, ELU throughout, no
 normalisation. What is the paper's: a latent as large as our model's object and background latents
 together (latent_size). The VAE has no slots; `decompose` gives one mask covering the whole image,
