@@ -39,6 +39,7 @@ class Config:
     xi_positions: str = "own"       # ξ sees y and 'own': θ_j alone (ours), or 'all': θ_j, then the other objects' θ (Eq. 5)
     depth_blend: str = "order"      # 'order': Eq. 9-11 as soft back-to-front compositing (ours, weights sum to < 1 at
                                     # ties); 'softmax': weights normalised over depth, as the soft rasterizer's
+                                    # (measured: its alphas stay under the masks' 0.3; docs/DESIGN.md)
 
     # -- Training (Sec. 4, App. B)
     lr: float = 5e-4                # Adam's learning rate
