@@ -174,17 +174,20 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         scene = take(scene, scene.pop("ok"))
         return sort_objects(scene, back_to_front(scene))
 
-    def enough(visible):  # every object shows at least min_visible pixels: the others are drawn again
-        return (((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]).all(1)
+    def blocks_for(scenes):  # a render call holds per_call blocks at most
+        return min(per_call, -(-scenes // BLOCK))
 
     kept, have = [], 0
     with ThreadPoolExecutor(1) as cpu:  # the CPU draws the next chunk's scenes while the device renders this one
-        upcoming = cpu.submit(draw, min(per_call, -(-n // BLOCK)))
+        upcoming = cpu.submit(draw, blocks_for(n))
         while have < n:
-            scene = upcoming.result() if upcoming else draw(min(per_call, -(-(n - have) // BLOCK)))
+            scene = (upcoming or cpu.submit(draw, blocks_for(n - have))).result()
             left = n - have - len(scene["present"])  # still to come if this chunk keeps all its scenes
-            upcoming = cpu.submit(draw, min(per_call, -(-left // BLOCK))) if left > 0 else None
+            upcoming = cpu.submit(draw, blocks_for(left)) if left > 0 else None
             on_device = {k: v.to(device) for k, v in scene.items()}
+
+            def enough(visible):  # every object shows at least min_visible pixels: the others are drawn again
+                return (((visible >= 0.5).sum((2, 3)) >= variant.min_visible) | ~on_device["present"]).all(1)
             image, coverage, visible, ok = render.render(on_device, image_size, samples, variant.zoom, variant.metal,
                                                          keep=enough)
             ok = ok.cpu()
