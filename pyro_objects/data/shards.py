@@ -27,9 +27,9 @@ def write_shards(data, split, out_dir, shard_size):
     for i, start in enumerate(range(0, len(data), shard_size)):
         s = slice(start, start + shard_size)
         path = Path(out_dir) / f"{split}-{i:05d}.npz"
-        arrays = {"images": data.images[s].numpy()}
+        arrays = {"images": data.images[s].cpu().numpy()}  # generated on a GPU, they are still there
         if data.has_truth:
-            arrays.update(amodal=data.amodal[s].numpy(), count=data.count[s].numpy())
+            arrays.update(amodal=data.amodal[s].cpu().numpy(), count=data.count[s].cpu().numpy())
 
         def write(tmp):
             with open(tmp, "wb") as f:
