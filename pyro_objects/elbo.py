@@ -15,8 +15,21 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.poutine.trace_messenger import TraceHandler, TraceMessenger
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match, check_site_shape
+from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
+
+
+class SampleTrace(TraceMessenger):
+    """poutine.trace without the param sites: the ELBO reads only sample sites, and SVI.step
+    collects the parameters with a trace of its own, around this one."""
+
+    def _pyro_post_param(self, msg):
+        pass
+
+
+def trace_samples(fn):
+    return TraceHandler(SampleTrace(), fn)
 
 
 class ObjectsELBO(Trace_ELBO):
@@ -31,8 +44,8 @@ class ObjectsELBO(Trace_ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         """Trace_ELBO's traces, but θ is not scored when the penalty replaces its KL: its relaxed
         one-hot density over N² pixels is never used then (and underflows at low temperatures)."""
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        guide_trace = trace_samples(guide).get_trace(*args, **kwargs)
+        model_trace = trace_samples(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         if is_validation_enabled():
             check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
         guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
@@ -50,6 +63,18 @@ class ObjectsELBO(Trace_ELBO):
         self.last_terms = {k: v.detach() for k, v in terms.items()}
         loss = sum(terms.values())
         return loss.detach(), loss  # fully reparameterised: the surrogate loss is the loss
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        """Trace_ELBO's: the loss, and its gradients accumulated by backward. Its traces hold no
+        param sites, so it asks the loss, not the traces, whether anything needs a gradient."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            loss_particle, surrogate = self._differentiable_loss_particle(model_trace, guide_trace)
+            loss += loss_particle / self.num_particles
+            if getattr(surrogate, "requires_grad", False):
+                (surrogate / self.num_particles).backward(retain_graph=self.retain_graph)
+        warn_if_nan(loss, "loss")
+        return loss
 
     def loss(self, model, guide, *args, **kwargs):
         """The loss without gradients, weighted as differentiable_loss is (Trace_ELBO's own is unweighted)."""

@@ -22,6 +22,29 @@ def test_equals_trace_elbo_when_every_beta_is_one_and_the_penalty_is_off(tiny_cf
     assert torch.allclose(ours, pyros, rtol=1e-5)
 
 
+def test_its_gradients_are_trace_elbos_and_svi_still_finds_every_parameter(tiny_cfg):
+    """Its traces leave the param sites out (SVI.step collects them in a trace of its own)."""
+    pyro.clear_param_store()
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    params = [p for m in (model, guide) for p in m.parameters()]
+    grads = {}
+    for name, elbo in (("ours", ObjectsELBO()), ("pyro", Trace_ELBO(max_plate_nesting=2))):
+        for p in params:
+            p.grad = None
+        pyro.set_rng_seed(1)
+        grads[name] = (elbo.loss_and_grads(model, guide, x, temperature=0.7), [p.grad for p in params])
+    assert float(grads["ours"][0]) == pytest.approx(float(grads["pyro"][0]), rel=1e-5)
+    trained = [a is not None for a in grads["pyro"][1]]  # stage 1 leaves the scene prior's networks out
+    assert [a is not None for a in grads["ours"][1]] == trained and sum(trained) > len(params) // 2
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(grads["ours"][1], grads["pyro"][1]) if a is not None)
+    model_trace, guide_trace = ObjectsELBO()._get_trace(model, guide, (x,), {"temperature": 0.7})
+    assert not [n for t in (model_trace, guide_trace) for n, site in t.nodes.items() if site["type"] == "param"]
+    before = [p.detach().clone() for p in params]
+    SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=ObjectsELBO()).step(x, temperature=0.7)
+    assert [not torch.equal(a, p) for a, p in zip(before, params)] == trained  # every trained parameter took a step
+
+
 def test_beta_scales_its_sites_kl_and_the_penalty_replaces_thetas(tiny_cfg):
     model, guide = Model(tiny_cfg), Guide(tiny_cfg)
     x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
