@@ -162,7 +162,7 @@ def generate(n, seed, variant="clevr3", image_size=96, device="cpu", chunk=None,
         parameters (SCENE_ONLY and "present"), which another renderer needs to draw the same scenes.
     """
     variant = VARIANTS[variant] if isinstance(variant, str) else variant
-    per_call = -(-(chunk or (512 if str(device).startswith("cuda") else BLOCK)) // BLOCK)  # blocks a render call
+    per_call = -(-(chunk or (1024 if str(device).startswith("cuda") else BLOCK)) // BLOCK)  # blocks a render call
     g = torch.Generator().manual_seed(seed)
 
     def draw(blocks):
