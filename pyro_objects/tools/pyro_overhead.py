@@ -1,0 +1,119 @@
+"""Where the eager Pyro step's time goes beyond the plain PyTorch step: one step taken five ways,
+interleaved round by round in one process, so that a busy host or a warming GPU slows all alike.
+
+    python -m pyro_objects.tools.pyro_overhead polygons --batch 100 --rounds 6 --steps 20
+
+    plain                         bench.plain_training_step: the loss as one function, one torch Adam
+    plain + float(loss)           the same, reading the loss on the host each step (SVI.step returns a float)
+    ELBO, pyro.module a no-op     ObjectsELBO.differentiable_loss, backward, the same torch Adam, with
+                                  pyro.module made to register nothing: Pyro's handlers, traces and sites alone
+    ELBO, parameters registered   the same with pyro.module registering the parameters each step, as training does
+    SVI.step                      the training step (train.Stage, eager: no CUDA graph)
+
+Each row is the median over rounds of the mean step time in a round, with the range, and its ratio
+to the plain step. Eager fp32 only: a CUDA graph records the Pyro program once and replays its
+kernels, so the graphed steps pay none of this.
+"""
+import argparse
+import statistics
+import time
+
+import pyro
+import torch
+
+from .. import data as datasets
+from .. import fast
+from ..config import Speed, config_for
+from ..guide import Guide
+from ..model import Model
+from ..train import Stage
+from .bench import device_name, plain_loss, plain_training_step
+
+
+def steps(cfg, B, device):
+    """{name: a function taking one step} of the five kinds above, on B held-out images."""
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(cuda_graphs=False), device)
+    x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
+    stage = Stage(1, cfg, model, guide, cfg.lr, device, Speed(cuda_graphs=False))
+    temperature, sigma = 1.0, cfg.sigma[0]
+    elbo = stage.elbo
+    params = [p for m in (model, guide) for p in m.parameters() if p.requires_grad]
+    adam = torch.optim.Adam(params, lr=cfg.lr, fused=str(device).startswith("cuda") or None)
+
+    def plain_read():
+        adam.zero_grad(set_to_none=True)
+        loss = plain_loss(model, guide, x, temperature, sigma, elbo)
+        loss.backward()
+        adam.step()
+        float(loss.detach())
+
+    def elbo_step(register):
+        def step():
+            adam.zero_grad(set_to_none=True)
+            module = pyro.module
+            if not register:
+                pyro.module = lambda name, nn_module, update_module_params=False: nn_module
+            try:
+                elbo.differentiable_loss(model, guide, x, temperature=temperature, sigma=sigma).backward()
+            finally:
+                pyro.module = module
+            adam.step()
+        return step
+
+    return {
+        "plain": plain_training_step(model, guide, x, temperature, sigma, elbo),
+        "plain + float(loss)": plain_read,
+        "ELBO, pyro.module a no-op": elbo_step(False),
+        "ELBO, parameters registered": elbo_step(True),
+        "SVI.step": lambda: stage.step(x, temperature, sigma),
+    }
+
+
+def table(dataset, B, device, rounds=6, per_round=20, warmup=5):
+    """A Markdown table: each kind's ms a step (median over rounds, and range) and its ratio to plain."""
+    kinds = steps(config_for(dataset), B, device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    times = {k: [] for k in kinds}
+    with pyro.validation_enabled(False):  # as training runs
+        for step in kinds.values():
+            for _ in range(warmup):
+                step()
+        for _ in range(rounds):
+            for name, step in kinds.items():
+                sync()
+                tick = time.perf_counter()
+                for _ in range(per_round):
+                    step()
+                sync()
+                times[name].append((time.perf_counter() - tick) / per_round * 1e3)
+    plain = statistics.median(times["plain"])
+    lines = [f"{dataset}, batch {B}, {device_name(device)}, eager fp32, {rounds} rounds of {per_round} steps, interleaved",
+             "", "| step | ms, median (range) of rounds | / plain |", "|---|---|---|"]
+    for name, t in times.items():
+        m = statistics.median(t)
+        lines.append(f"| {name} | {m:.2f} ({min(t):.2f}-{max(t):.2f}) | {m / plain:.3f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", nargs="?", default="polygons")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=20, help="steps of each kind a round")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if min(args.batch, args.rounds, args.steps) < 1 or args.warmup < 0:
+        parser.error("--batch, --rounds and --steps must be at least 1, --warmup at least 0")
+    try:
+        config_for(args.dataset)
+    except Exception as e:  # an unknown dataset: the config's own line
+        parser.exit(1, f"pyro_overhead.py: {e}\n")
+    print(table(args.dataset, args.batch, args.device, args.rounds, args.steps, args.warmup))
+
+
+if __name__ == "__main__":
+    main()
