@@ -39,7 +39,8 @@ class Guide(nn.Module):
         """The guide; takes the model's arguments. x: [B, 3, N, N] in [0, 1]."""
         pyro.module("guide", self)
         B, J = x.shape[0], self.cfg.slots
-        temperature = torch.as_tensor(temperature, device=x.device)
+        temperature = temperature if torch.is_tensor(temperature) else x.new_full((), temperature)  # a fill on the
+        # device: torch.as_tensor would copy the number from the host and wait for the GPU's queue to empty
         with pyro.plate("images", B, dim=-2):
             pyro.sample("z_bg", self.q_z_bg(x))
             with pyro.plate("objects", J, dim=-1):

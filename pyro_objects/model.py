@@ -80,7 +80,8 @@ class Model(nn.Module):
         cfg, J = self.cfg, self.cfg.slots
         B = x.shape[0] if x is not None else n
         sigma = cfg.sigma[0] if sigma is None else sigma
-        temperature = torch.as_tensor(temperature, device=self.grid.device)
+        # Numbers made tensors by a fill on the device: torch.as_tensor would copy from the host and wait for the GPU
+        temperature, sigma = (v if torch.is_tensor(v) else self.grid.new_full((), v) for v in (temperature, sigma))
         with pyro.plate("images", B, dim=-2):
             y = None
             if hyperprior:

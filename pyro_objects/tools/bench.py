@@ -36,7 +36,8 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     B, J, N = x.shape[0], cfg.slots, cfg.image_size
     q_bg = guide.q_z_bg(x)
     z_bg = q_bg.rsample()
-    q_theta = dist.RelaxedOneHotCategorical(torch.as_tensor(temperature, device=x.device), logits=guide.theta_logits(x))
+    temperature, sigma = (v if torch.is_tensor(v) else x.new_full((), v) for v in (temperature, sigma))  # as Model's
+    q_theta = dist.RelaxedOneHotCategorical(temperature, logits=guide.theta_logits(x))
     theta = q_theta.rsample()
     q_z, q_d = guide.q_z_d(x, theta)
     z, d = q_z.rsample(), q_d.rsample()
