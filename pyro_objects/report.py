@@ -54,7 +54,8 @@ def markdown(results):
     styles = {"MSE": "{:.2e}", "FID": "{:.1f}", "FID objects": "{:.1f}", "KIDx100": "{:.2f}",
               "KIDx100 objects": "{:.2f}", "mIOU": "{:.2f}", "aIOU": "{:.2f}", "DPA": "{:.2f}", "FG-ARI": "{:.2f}"}
     model = f" of the {results['baseline']} baseline" if results.get("baseline") else ""
-    drawn = f", drawn by the {results['renderer']} renderer" if results.get("renderer") else ""
+    drawn = f", drawn by the {results['renderer']} renderer" \
+        if results.get("renderer") and results["dataset"].startswith("clevr") else ""  # polygons, dSprites: one generator
     parts = [f"# {results['dataset']}{model}: {results['images']} {results['split']} images{drawn}\n",
              _table("Decomposition (Table 3, Sec. 5.2; FG-ARI as the peers report it)",
                     [("mIOU", "mIOU"), ("aIOU", "aIOU"), ("DPA", "DPA"), ("FG-ARI", "FG-ARI")], results, styles),

@@ -71,6 +71,12 @@ def test_a_peers_background_slot_is_left_out_of_the_speck_check():
     assert slot_check(torch.tensor([[4096]] * 4), background_slot=True)["specks"] == []  # the VAE's one slot
 
 
+def test_the_report_names_the_renderer_of_clevr_scenes_alone():
+    results = {"split": "eval", "images": 10, "metrics": {}, "paper": {}, "skipped": {}, "renderer": "blender"}
+    assert "drawn by the blender renderer" in markdown({**results, "dataset": "clevr5"}).splitlines()[0]
+    assert "renderer" not in markdown({**results, "dataset": "multi-dsprites", "renderer": "torch"}).splitlines()[0]
+
+
 def peer(name, cfg):
     from pyro_objects.baselines import QUICK, build
     return build(name, cfg, QUICK[name]).eval()
