@@ -5,7 +5,7 @@ interleaved round by round in one process, so that a busy host or a warming GPU 
 
     plain                         bench.plain_training_step: the loss as one function, one torch Adam
     plain + float(loss)           the same, reading the loss on the host each step (SVI.step returns a float)
-    ELBO, pyro.module a no-op     ObjectsELBO.differentiable_loss, backward, the same torch Adam, with
+    ELBO, pyro.module a no-op     ObjectsELBO.loss_and_grads (what SVI.step calls), the same torch Adam, with
                                   pyro.module made to register nothing: Pyro's handlers, traces and sites alone
     ELBO, parameters registered   the same with pyro.module registering the parameters each step, as training does
     SVI.step                      the training step (train.Stage, eager: no CUDA graph)
@@ -56,7 +56,9 @@ def steps(cfg, B, device):
             if not register:
                 pyro.module = lambda name, nn_module, update_module_params=False: nn_module
             try:
-                elbo.differentiable_loss(model, guide, x, temperature=temperature, sigma=sigma).backward()
+                # loss_and_grads, not differentiable_loss: Trace_ELBO's differentiable_loss reads the loss on
+                # the host between the forward and the backward pass, a wait that SVI.step does not have
+                elbo.loss_and_grads(model, guide, x, temperature=temperature, sigma=sigma)
             finally:
                 pyro.module = module
             adam.step()
