@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .compositor import crop
-from .model import logit_normal, pixel_grid, positive
+from .model import logit_normal, pixel_grid, positive, scalar_like
 from .nets import UNet, build
 
 
@@ -39,8 +39,7 @@ class Guide(nn.Module):
         """The guide; takes the model's arguments. x: [B, 3, N, N] in [0, 1]."""
         pyro.module("guide", self)
         B, J = x.shape[0], self.cfg.slots
-        temperature = temperature if torch.is_tensor(temperature) else x.new_full((), temperature)  # a fill on the
-        # device: torch.as_tensor would copy the number from the host and wait for the GPU's queue to empty
+        temperature = scalar_like(temperature, x)
         with pyro.plate("images", B, dim=-2):
             pyro.sample("z_bg", self.q_z_bg(x))
             with pyro.plate("objects", J, dim=-1):

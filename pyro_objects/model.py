@@ -45,6 +45,12 @@ def positive(raw, floor=1e-3):
     return torch.nn.functional.softplus(raw) + floor
 
 
+def scalar_like(v, like):
+    """v (a number or a tensor) as a tensor on like's device and of its dtype. A number becomes one by
+    a fill on the device: torch.as_tensor would copy it from the host and wait for the GPU's queue."""
+    return v if torch.is_tensor(v) else like.new_full((), v)
+
+
 def pixel_grid(n, device=None):
     """Coordinates of the N×N pixels, each in [-1, 1]: [N*N, 2] as (row, col)."""
     axis = torch.linspace(-1, 1, n, device=device)
@@ -80,8 +86,7 @@ class Model(nn.Module):
         cfg, J = self.cfg, self.cfg.slots
         B = x.shape[0] if x is not None else n
         sigma = cfg.sigma[0] if sigma is None else sigma
-        # Numbers made tensors by a fill on the device: torch.as_tensor would copy from the host and wait for the GPU
-        temperature, sigma = (v if torch.is_tensor(v) else self.grid.new_full((), v) for v in (temperature, sigma))
+        temperature, sigma = scalar_like(temperature, self.grid), scalar_like(sigma, self.grid)
         with pyro.plate("images", B, dim=-2):
             y = None
             if hyperprior:

@@ -25,7 +25,7 @@ from ..elbo import aggregate_l1, binary_alpha_penalty
 from ..errors import InputError
 from ..files import atomic_write
 from ..guide import Guide
-from ..model import Model
+from ..model import Model, scalar_like
 from ..train import Stage
 
 
@@ -36,7 +36,7 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     B, J, N = x.shape[0], cfg.slots, cfg.image_size
     q_bg = guide.q_z_bg(x)
     z_bg = q_bg.rsample()
-    temperature, sigma = (v if torch.is_tensor(v) else x.new_full((), v) for v in (temperature, sigma))  # as Model's
+    temperature, sigma = scalar_like(temperature, x), scalar_like(sigma, x)  # as Model's
     q_theta = dist.RelaxedOneHotCategorical(temperature, logits=guide.theta_logits(x))
     theta = q_theta.rsample()
     q_z, q_d = guide.q_z_d(x, theta)

@@ -24,6 +24,7 @@ import torch
 from .. import data as datasets
 from .. import fast
 from ..config import Speed, config_for
+from ..errors import InputError
 from ..guide import Guide
 from ..model import Model
 from ..train import Stage
@@ -112,7 +113,7 @@ def main():
         parser.error("--batch, --rounds and --steps must be at least 1, --warmup at least 0")
     try:
         config_for(args.dataset)
-    except Exception as e:  # an unknown dataset: the config's own line
+    except InputError as e:  # an unknown dataset: the config's own line
         parser.exit(1, f"pyro_overhead.py: {e}\n")
     print(table(args.dataset, args.batch, args.device, args.rounds, args.steps, args.warmup))
 
