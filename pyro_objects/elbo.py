@@ -66,14 +66,17 @@ class ObjectsELBO(Trace_ELBO):
 
     def loss_and_grads(self, model, guide, *args, **kwargs):
         """Trace_ELBO's: the loss, and its gradients accumulated by backward. Its traces hold no
-        param sites, so it asks the loss, not the traces, whether anything needs a gradient."""
+        param sites, so it asks the loss, not the traces, whether anything needs a gradient. The NaN
+        warning reads the loss on the host, which waits for the GPU mid-step, so here it warns only
+        while Pyro validates (training turns validation off and tests the loss SVI.step returns)."""
         loss = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             loss_particle, surrogate = self._differentiable_loss_particle(model_trace, guide_trace)
             loss += loss_particle / self.num_particles
             if getattr(surrogate, "requires_grad", False):
                 (surrogate / self.num_particles).backward(retain_graph=self.retain_graph)
-        warn_if_nan(loss, "loss")
+        if is_validation_enabled():
+            warn_if_nan(loss, "loss")
         return loss
 
     def loss(self, model, guide, *args, **kwargs):

@@ -1,3 +1,4 @@
+import math
 import pyro
 import pytest
 import torch
@@ -43,6 +44,22 @@ def test_its_gradients_are_trace_elbos_and_svi_still_finds_every_parameter(tiny_
     before = [p.detach().clone() for p in params]
     SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), loss=ObjectsELBO()).step(x, temperature=0.7)
     assert [not torch.equal(a, p) for a, p in zip(before, params)] == trained  # every trained parameter took a step
+
+
+def test_its_nan_warning_is_a_validation_check(tiny_cfg, monkeypatch):
+    """Trace_ELBO warns of a NaN loss every step, a host read that waits for the GPU; ours only
+    while Pyro validates (training turns validation off and tests the loss itself)."""
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = torch.rand(2, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    read = []
+    monkeypatch.setattr("pyro_objects.elbo.warn_if_nan", lambda value, msg="": read.append(msg))
+    for validating in (False, True):
+        with pyro.validation_enabled(validating):
+            ObjectsELBO().loss_and_grads(model, guide, x, temperature=0.7)
+    assert read == ["loss"]  # once: the validating step's
+    with pyro.validation_enabled(False):  # a NaN loss still reaches the caller, which tests it
+        loss = ObjectsELBO().loss_and_grads(model, guide, torch.full_like(x, float("nan")), temperature=0.7)
+    assert math.isnan(float(loss))
 
 
 def test_beta_scales_its_sites_kl_and_the_penalty_replaces_thetas(tiny_cfg):

@@ -1,4 +1,4 @@
-"""Where the eager Pyro step's time goes beyond the plain PyTorch step: one step taken five ways,
+"""Where the eager Pyro step's time goes beyond the plain PyTorch step: one step taken six ways,
 interleaved round by round in one process, so that a busy host or a warming GPU slows all alike.
 
     python -m pyro_objects.tools.pyro_overhead polygons --batch 100 --rounds 6 --steps 20
@@ -8,6 +8,8 @@ interleaved round by round in one process, so that a busy host or a warming GPU 
     ELBO, pyro.module a no-op     ObjectsELBO.loss_and_grads (what SVI.step calls), the same torch Adam, with
                                   pyro.module made to register nothing: Pyro's handlers, traces and sites alone
     ELBO, parameters registered   the same with pyro.module registering the parameters each step, as training does
+    the same + NaN read           the same + Trace_ELBO's per-step NaN warning, a host read between the backward
+                                  pass and the update (ObjectsELBO warns only while Pyro validates)
     SVI.step                      the training step (train.Stage, eager: no CUDA graph)
 
 Each row is the median over rounds of the mean step time in a round, with the range, and its ratio
@@ -20,6 +22,7 @@ import time
 
 import pyro
 import torch
+from pyro.util import warn_if_nan
 
 from .. import data as datasets
 from .. import fast
@@ -32,7 +35,7 @@ from .bench import device_name, plain_loss, plain_training_step
 
 
 def steps(cfg, B, device):
-    """{name: a function taking one step} of the five kinds above, on B held-out images."""
+    """{name: a function taking one step} of the six kinds above, on B held-out images."""
     pyro.clear_param_store()
     torch.manual_seed(0)
     model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(cuda_graphs=False), device)
@@ -50,7 +53,7 @@ def steps(cfg, B, device):
         adam.step()
         float(loss.detach())
 
-    def elbo_step(register):
+    def elbo_step(register, nan_read=False):
         def step():
             adam.zero_grad(set_to_none=True)
             module = pyro.module
@@ -59,9 +62,11 @@ def steps(cfg, B, device):
             try:
                 # loss_and_grads, not differentiable_loss: Trace_ELBO's differentiable_loss reads the loss on
                 # the host between the forward and the backward pass, a wait that SVI.step does not have
-                elbo.loss_and_grads(model, guide, x, temperature=temperature, sigma=sigma)
+                loss = elbo.loss_and_grads(model, guide, x, temperature=temperature, sigma=sigma)
             finally:
                 pyro.module = module
+            if nan_read:
+                warn_if_nan(loss, "loss")
             adam.step()
         return step
 
@@ -70,6 +75,7 @@ def steps(cfg, B, device):
         "plain + float(loss)": plain_read,
         "ELBO, pyro.module a no-op": elbo_step(False),
         "ELBO, parameters registered": elbo_step(True),
+        "the same + NaN read": elbo_step(True, nan_read=True),
         "SVI.step": lambda: stage.step(x, temperature, sigma),
     }
 
