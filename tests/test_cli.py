@@ -283,3 +283,19 @@ def test_bad_input_to_baseline_train_is_one_line(tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     assert result.output.strip().splitlines()[-1].startswith("Error: Invalid value for '--batch-size'")
     assert not (tmp_path / "r").exists()
+
+
+def test_max_steps_stops_a_run_at_that_step_and_a_resumed_one_counts_from_the_start(tmp_path, one_thread):
+    run_dir, peer_dir = tmp_path / "ours", tmp_path / "vae"
+    result = invoke("train", "polygons", "--quick", "--epochs", 3, "--n-train", 32, "--batch-size", 8, "--max-steps", 3,
+                    "--no-cuda-graphs", "--device", "cpu", "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "stopped at step 3 (epoch 0)" in result.output and "epoch 0/3, step 3;" in result.output
+    result = invoke("train", "polygons", "--resume", "--max-steps", 5, "--device", "cpu", "--out", run_dir)
+    assert result.exit_code == 0 and "epoch 1/3, step 5;" in result.output, result.output
+    result = invoke("baseline", "train", "vae", "polygons", "--quick", "--n-train", 16, "--batch-size", 8, "--epochs", 3,
+                    "--max-steps", 1, "--device", "cpu", "--out", peer_dir)
+    assert result.exit_code == 0 and "vae, epoch 0/3, step 1" in result.output, result.output
+    result = invoke("baseline", "train", "vae", "polygons", "--resume", "--max-steps", 3, "--device", "cpu",
+                    "--out", peer_dir)
+    assert result.exit_code == 0 and "vae, epoch 1/3, step 3" in result.output, result.output

@@ -32,9 +32,12 @@ def baseline_group():
 @click.option("--time-budget", help="Stop cleanly, with a checkpoint, before this much time: 90s, 9m, 1h.")
 @click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv: time to quality.")
+@click.option("--max-steps", type=click.IntRange(min=1), metavar="STEPS",
+              help="Stop cleanly, with a checkpoint, at this step, counted from the run's start (with --resume "
+                   "too): runs compared by steps rather than minutes.")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, run_dir, seed, resume, time_budget,
-                  eval_every, device):
+                  eval_every, max_steps, device):
     """Train the peer NAME on DATASET (polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg).
 
     NAME: vae (the paper's baseline), slot-attention (Locatello et al. 2020) or monet (Burgess et al.
@@ -53,6 +56,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
         cfg = cfg.replace(**{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("n_train", n_train))
                              if v is not None})
     state = train_baseline(name, cfg, run_dir, pick_device(device), seed, resume,
-                           parse_duration(time_budget) if time_budget else None, cache=cache, eval_every=eval_every,
+                           parse_duration(time_budget) if time_budget else None, max_steps, cache=cache,
+                           eval_every=eval_every,
                            sizes=QUICK[name] if is_quick else None, command=command_line(click.get_current_context()))
     click.echo(f"{run_dir}: {name}, epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}")

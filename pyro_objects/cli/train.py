@@ -44,6 +44,9 @@ from .common import command_line, parse_duration, pick_device
 @click.option("--eval-every", type=click.IntRange(min=1), metavar="STEPS",
               help="Score 500 held-out images every STEPS steps into RUN/quality.csv and figures/quality.png "
                    "against the minutes trained: time to quality.")
+@click.option("--max-steps", type=click.IntRange(min=1), metavar="STEPS",
+              help="Stop cleanly, with a checkpoint, at this step, counted from the run's start (with --resume "
+                   "too): runs compared by steps rather than minutes.")
 @click.option("--device", help="cpu or cuda (default: cuda if there is one).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: the convolutional networks under bf16 autocast.")
@@ -55,8 +58,8 @@ from .common import command_line, parse_duration, pick_device
               help="Launch every kernel of a step from Python instead of replaying the step as a CUDA graph "
                    "(the default on one GPU: the same steps, about twice as fast at batch 100).")
 def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settings, lr, no_hyperprior, cache, run_dir, seed,
-                  resume, scene_prior_epochs, time_budget, eval_every, device, precision, compiled, channels_last,
-                  no_cuda_graphs):
+                  resume, scene_prior_epochs, time_budget, eval_every, max_steps, device, precision, compiled,
+                  channels_last, no_cuda_graphs):
     """Train on DATASET: polygons, multi-dsprites, clevr3, clevr5, clevr5-vbg, or folder:PATH.
 
     Stage 1 trains the decoders and the encoder; stage 2, the last hyperprior_epochs epochs
@@ -96,7 +99,7 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
                        f"{now or 'the defaults'} (--resume keeps what a run trains, not how fast: give them again)",
                        err=True)
     state = train(run, device=device, speed=speed, time_budget=parse_duration(time_budget) if time_budget else None,
-                  eval_every=eval_every)
+                  max_steps=max_steps, eval_every=eval_every)
     if distributed:
         dist.destroy_process_group()
     click.echo(f"{run_dir}: epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}; "
