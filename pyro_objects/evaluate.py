@@ -34,7 +34,7 @@ from .errors import InputError
 from .files import check_output
 from .model import Model
 from .report import PAPER, write_results
-from .runs import has_scene_prior, load_checkpoint, load_run, output_path
+from .runs import has_scene_prior, load_checkpoint, load_run, locate_cache, output_path
 
 
 @torch.no_grad()
@@ -230,7 +230,7 @@ def evaluate(run_dir, split="eval", n=10_000, batch_size=100, device="cpu", fid=
                        (json_path.with_name(json_path.stem + "-dpa.png"), "png")):
         check_output(path, kind)  # before any work
     cfg, model, guide, state = load_any(run_dir, device)
-    cache = cache or state.get("cache")
+    cache = cache or locate_cache(state, None, run_dir)[0]
     data = datasets.load(cfg.dataset, split, n, seed=seed, cfg=cfg, cache=cache)
     if guide is None:
         torch.manual_seed(seed)  # Slot Attention draws its first slots at random: the same numbers every time

@@ -33,6 +33,7 @@ import torch
 
 from . import pretrained
 from .config import LOSS_WEIGHTS, Config, check
+from .data import shards
 from .errors import InputError
 from .files import atomic_write
 from .guide import Guide
@@ -55,6 +56,7 @@ class Run:
     stage_2_lr: float = 5e-4
     cache: Optional[str] = None
     command: Optional[str] = None
+    cache_fingerprint: Optional[str] = None  # data.shards.fingerprint of the cache's training images
 
 
 def start(cfg, run_dir, seed=0, lr=None, cache=None):
@@ -64,18 +66,23 @@ def start(cfg, run_dir, seed=0, lr=None, cache=None):
     if (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     cfg = check_networks(check(cfg.replace(lr=lr or cfg.lr)))
-    return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, str(Path(cache).resolve()) if cache else None)
+    if not cache:
+        return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr)
+    return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, str(Path(cache).resolve()),
+               cache_fingerprint=shards.fingerprint(cache))
 
 
-def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu"):
+def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu", cache=None):
     """The run in run_dir, to go on where it stopped.
 
     lr: go on at this rate (Adam's moments are kept); later steps of the schedule still apply.
     weights: {name: value} of loss weights (config.LOSS_WEIGHTS) to go on with.
     scene_prior_epochs: end the run with this many epochs of stage 2 alone, of n_train images
     each (default: the run's own): the scene prior of a run stopped in stage 1.
+    cache: where the run's dataset cache lies now, if it has moved (locate_cache).
     """
     state = ours(load_checkpoint(run_dir, device), run_dir)
+    cache, fingerprint = locate_cache(state, cache, run_dir)
     cfg = config_from_dict(state["config"])
     if scene_prior_epochs:
         if has_scene_prior(state):
@@ -89,7 +96,32 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
             raise InputError(f"cannot change {', '.join(others)} of a resumed run: only its loss weights "
                              f"({', '.join(LOSS_WEIGHTS)})")
         cfg = check(cfg.replace(**weights))
-    return Run(Path(run_dir), cfg, state["seed"], state, lr or state["lr"], lr or cfg.lr, state.get("cache"))
+    return Run(Path(run_dir), cfg, state["seed"], state, lr or state["lr"], lr or cfg.lr, cache,
+               cache_fingerprint=fingerprint)
+
+
+def locate_cache(state, given, run_dir):
+    """The dataset cache a run's checkpoint trained from, where it lies now -> (path or None, fingerprint).
+
+    given: None (the recorded place), or a directory holding the same training images moved
+    elsewhere, checked by their checksums against the fingerprint the run recorded (runs from
+    before fingerprints: against the recorded cache, which must then still be there)."""
+    recorded, known = state.get("cache"), state.get("cache_fingerprint")
+    there = bool(recorded) and (Path(recorded) / "manifest.json").is_file()
+    if given is None:
+        if recorded and not there:
+            raise InputError(f"{run_dir} trained on the dataset cache {recorded}, which is not there: give its "
+                             "new place with --data DIR")
+        return recorded, known
+    if not recorded:
+        raise InputError(f"{run_dir} trained on generated images, not a cache: --data cannot change what it trains on")
+    if known is None and not there:
+        raise InputError(f"{run_dir} recorded no checksums of its cache {recorded} (an older run), so {given} cannot "
+                         "be checked against it: put the cache back there")
+    found = shards.fingerprint(given)
+    if found != (known or shards.fingerprint(recorded)):
+        raise InputError(f"{given} holds other training images than {run_dir}'s cache {recorded}")
+    return str(Path(given).resolve()), found
 
 
 def check_networks(cfg):

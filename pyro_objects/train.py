@@ -235,7 +235,7 @@ def _checkpoint(run, model, guide, stage, at, clock, lead):
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
             "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
             "temperature": schedules.temperature(run.cfg, at["step"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
-            "seconds": clock.seconds(), "cache": run.cache})
+            "seconds": clock.seconds(), "cache": run.cache, "cache_fingerprint": run.cache_fingerprint})
     if fast.world_size() > 1:
         torch.distributed.barrier()
 

@@ -299,3 +299,33 @@ def test_max_steps_stops_a_run_at_that_step_and_a_resumed_one_counts_from_the_st
     result = invoke("baseline", "train", "vae", "polygons", "--resume", "--max-steps", 3, "--device", "cpu",
                     "--out", peer_dir)
     assert result.exit_code == 0 and "vae, epoch 1/3, step 3" in result.output, result.output
+
+
+def test_a_run_whose_cache_moved_goes_on_from_its_new_place_and_refuses_other_images(tmp_path, one_thread):
+    import torch
+    made = [invoke("data", "make", "polygons", "--n", 32, "--n-eval", 8, "--out", tmp_path / name, "--seed", seed,
+                   "--device", "cpu") for name, seed in (("cache", 0), ("other", 1))]
+    assert all(r.exit_code == 0 for r in made), [r.output for r in made]
+    ours, peer = tmp_path / "ours", tmp_path / "vae"
+    result = invoke("train", "polygons", "--quick", "--epochs", 2, "--n-train", 32, "--batch-size", 16, "--max-steps", 2,
+                    "--no-cuda-graphs", "--data", tmp_path / "cache", "--device", "cpu", "--out", ours)
+    assert result.exit_code == 0, result.output
+    result = invoke("baseline", "train", "vae", "polygons", "--quick", "--n-train", 32, "--batch-size", 16, "--epochs", 2,
+                    "--max-steps", 1, "--data", tmp_path / "cache", "--device", "cpu", "--out", peer)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "cache").rename(tmp_path / "moved")
+    one_line_error(invoke("train", "polygons", "--resume", "--device", "cpu", "--out", ours),
+                   "is not there", "--data DIR")
+    one_line_error(invoke("evaluate", ours, "--n", 4, "--no-fid", "--device", "cpu"), "is not there", "--data DIR")
+    one_line_error(invoke("train", "polygons", "--resume", "--data", tmp_path / "other", "--device", "cpu", "--out", ours),
+                   "other training images")
+    result = invoke("train", "polygons", "--resume", "--data", tmp_path / "moved", "--max-steps", 3, "--device", "cpu",
+                    "--out", ours)
+    assert result.exit_code == 0 and "step 3;" in result.output, result.output
+    assert torch.load(ours / "checkpoint.pt", weights_only=False)["cache"] == str((tmp_path / "moved").resolve())
+    assert invoke("evaluate", ours, "--n", 4, "--no-fid", "--device", "cpu").exit_code == 0  # from where it lies now
+    one_line_error(invoke("baseline", "train", "vae", "polygons", "--resume", "--device", "cpu", "--out", peer),
+                   "is not there", "--data DIR")
+    result = invoke("baseline", "train", "vae", "polygons", "--resume", "--data", tmp_path / "moved", "--max-steps", 2,
+                    "--device", "cpu", "--out", peer)
+    assert result.exit_code == 0 and "step 2" in result.output, result.output

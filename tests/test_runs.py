@@ -10,9 +10,14 @@ from pyro_objects.files import atomic_write
 
 
 def test_a_new_run_takes_its_learning_rate_and_cache(tmp_path):
-    run = runs.start(POLYGONS, tmp_path / "r", seed=3, lr=1e-4, cache=tmp_path)
+    from pyro_objects.data import load, shards
+    shards.make("polygons", [("train", load("polygons", "train", 4))], tmp_path / "cache")
+    run = runs.start(POLYGONS, tmp_path / "r", seed=3, lr=1e-4, cache=tmp_path / "cache")
     assert (run.cfg.lr, run.lr, run.stage_2_lr, run.seed, run.state) == (1e-4, 1e-4, 1e-4, 3, None)
-    assert run.cache == str(tmp_path.resolve())
+    assert run.cache == str((tmp_path / "cache").resolve())
+    assert run.cache_fingerprint == shards.fingerprint(tmp_path / "cache")
+    with pytest.raises(InputError, match="not a dataset cache"):
+        runs.start(POLYGONS, tmp_path / "r", cache=tmp_path)
 
 
 def test_a_resumed_run_goes_on_from_its_checkpoint(tiny_cfg, tmp_path, train_tiny):
@@ -52,3 +57,4 @@ def test_a_loaded_run_has_the_checkpoints_networks_in_eval_mode(tiny_cfg, tmp_pa
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, state["model"][name]), name
     assert not runs.has_scene_prior(loaded)
+

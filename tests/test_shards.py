@@ -68,8 +68,9 @@ def test_training_reads_the_cache_and_a_resumed_run_goes_on_reading_it(cache):
     cfg = quick(POLYGONS).replace(n_train=32, epochs=2, batch_size=16, hyperprior_epochs=0)
     state = train(start(cfg, cache.parent / "run", cache=cache), max_steps=2, figures=False, progress=False)
     assert state["step"] == 2 and state["cache"] == str(cache.resolve())
+    assert state["cache_fingerprint"] == shards.fingerprint(cache)
     (cache / "manifest.json").unlink()  # a resumed run reads the cache it started with
-    with pytest.raises(InputError, match="no manifest.json"):
+    with pytest.raises(InputError, match="which is not there: give its new place with --data DIR"):
         train(resume(cache.parent / "run"), figures=False, progress=False)
 
 
@@ -79,3 +80,22 @@ def test_data_make_with_n_0_writes_the_eval_split_alone(tmp_path):
     assert result.exit_code == 0, result.output
     assert list(shards.read_manifest(tmp_path)["splits"]) == ["eval"]
     assert len(shards.read(tmp_path, "polygons", "eval")["images"]) == 3
+
+
+def test_locate_cache_finds_a_moved_cache_by_its_checksums(cache, tmp_path):
+    import shutil
+    from pyro_objects.runs import locate_cache
+    shutil.copytree(cache, tmp_path / "moved")
+    known = shards.fingerprint(cache)
+    assert shards.fingerprint(tmp_path / "moved") == known
+    assert locate_cache({"cache": str(cache), "cache_fingerprint": known}, None, "RUN") == (str(cache), known)
+    assert locate_cache({"cache": None}, None, "RUN") == (None, None)
+    with pytest.raises(InputError, match="generated images"):
+        locate_cache({"cache": None}, tmp_path / "moved", "RUN")
+    older = {"cache": str(cache)}  # a checkpoint from before fingerprints: checked against the cache itself
+    assert locate_cache(older, tmp_path / "moved", "RUN") == (str((tmp_path / "moved").resolve()), known)
+    shutil.rmtree(cache)
+    with pytest.raises(InputError, match="put the cache back"):
+        locate_cache(older, tmp_path / "moved", "RUN")
+    with pytest.raises(InputError, match="is not there"):
+        locate_cache({"cache": str(cache), "cache_fingerprint": known}, None, "RUN")

@@ -27,7 +27,7 @@ from ..config import check, config_for, quick
 from ..errors import InputError, TrainingError
 from ..files import atomic_write
 from ..monitor import Log, epoch_figures, score_quality
-from ..runs import config_from_dict, load_checkpoint, lock, record_command, save_checkpoint
+from ..runs import config_from_dict, load_checkpoint, locate_cache, lock, record_command, save_checkpoint
 from ..train import Clock, steps_in_epoch
 from . import build, check_name, monet, slot_attention
 
@@ -73,7 +73,8 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     time_budget seconds or to max_steps (counted from the run's start), whichever comes first
     -> the final checkpoint's state.
 
-    resume: go on with run_dir's run (its own config, seed and sizes; cfg, if given, must be of its dataset).
+    resume: go on with run_dir's run (its own config, seed and sizes; cfg, if given, must be of its dataset;
+    cache, if given, is where its cache lies now: runs.locate_cache).
     data: a Dataset to train on (default: cfg's dataset, generated, or read from cache, a directory made by
     `pyro-objects data make`). eval_every: every this many steps, score the decomposition of eval_data
     (default: 500 held-out images) into RUN/quality.csv.
@@ -84,10 +85,12 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     check_name(name)
     if resume:
         state = _resumed(name, cfg, run_dir, device)
-        cfg, seed, sizes, cache = config_from_dict(state["config"]), state["seed"], state["sizes"], state["cache"]
+        cfg, seed, sizes = config_from_dict(state["config"]), state["seed"], state["sizes"]
+        cache, fingerprint = locate_cache(state, cache, run_dir)  # cache: where it lies now, if it moved
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
-    cache = str(Path(cache).resolve()) if cache else None
+    else:
+        cache, fingerprint = (str(Path(cache).resolve()), datasets.shards.fingerprint(cache)) if cache else (None, None)
     clock = Clock(state, time_budget)  # the budget counts from here: data included
     torch.manual_seed(seed)
     model, at = build(name, check(cfg), sizes).to(device), {"epoch": 0, "batch": 0, "step": 0}
@@ -131,12 +134,12 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
                         score_quality(run_dir, model, None, eval_data, device, at, clock.seconds(), log)
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
-                _checkpoint(run_dir, name, cfg, seed, sizes, cache, model, optim, at, clock)
+                _checkpoint(run_dir, name, cfg, seed, sizes, (cache, fingerprint), model, optim, at, clock)
                 if figures:
                     epoch_figures(run_dir, model, None, data, device, at["epoch"], log)
         bar.close()
         if stopped:
-            _checkpoint(run_dir, name, cfg, seed, sizes, cache, model, optim, at, clock)
+            _checkpoint(run_dir, name, cfg, seed, sizes, (cache, fingerprint), model, optim, at, clock)
             bar.write(f"stopped at step {at['step']} (epoch {at['epoch']}) to keep the budget; continue with --resume",
                       file=sys.stderr)
         log.close()
@@ -157,6 +160,7 @@ def _resumed(name, cfg, run_dir, device):
 
 
 def _checkpoint(run_dir, name, cfg, seed, sizes, cache, model, optim, at, clock):
+    """cache: (path, fingerprint) of the dataset cache trained from, or (None, None)."""
     save_checkpoint(run_dir, {"baseline": name, "config": dataclasses.asdict(cfg), "seed": seed, "sizes": sizes or {},
                               "model": model.state_dict(), "optim": optim.state_dict(), **at,
-                              "seconds": clock.seconds(), "cache": cache})
+                              "seconds": clock.seconds(), "cache": cache[0], "cache_fingerprint": cache[1]})

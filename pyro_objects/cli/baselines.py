@@ -25,7 +25,8 @@ def baseline_group():
               help="Images per step (default: the peer's paper's, 64; the VAE: the dataset's config's).")
 @click.option("--n-train", type=click.IntRange(min=1), help="Training images (default: the dataset's config's).")
 @click.option("--data", "cache", type=click.Path(file_okay=False),
-              help="Read the images from this cache (made by `pyro-objects data make`) instead of generating them.")
+              help="Read the images from this cache (made by `pyro-objects data make`) instead of generating them; "
+                   "with --resume, where the run's cache lies now if it has moved (checked by its checksums).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/NAME-DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
@@ -47,7 +48,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
     check_name(name)
     cfg = config_for(dataset)
     run_dir = Path(run_dir or f"runs/{name}-{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
-    options = {"--quick": is_quick, "--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train, "--data": cache}
+    options = {"--quick": is_quick, "--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train}
     if resume and any(options.values()):
         raise InputError(f"{', '.join(k for k, v in options.items() if v)} cannot change a run that goes on with "
                          "--resume: it keeps its own config")

@@ -33,7 +33,8 @@ from .common import command_line, parse_duration, pick_device
 @click.option("--no-hyperprior", is_flag=True,
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
 @click.option("--data", "cache", type=click.Path(file_okay=False),
-              help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating them.")
+              help="Read the training images from this cache (made by `pyro-objects data make`) instead of generating "
+                   "them; with --resume, where the run's cache lies now if it has moved (checked by its checksums).")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Run directory (default: runs/DATASET).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out where it stopped.")
@@ -71,14 +72,14 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     if resume:
         fixed = {"--preset": preset, "--epochs": epochs, "--batch-size": batch_size,
-                 "--n-train": None if scene_prior_epochs else n_train, "--no-hyperprior": no_hyperprior, "--data": cache}
+                 "--n-train": None if scene_prior_epochs else n_train, "--no-hyperprior": no_hyperprior}
         given = [name for name, value in fixed.items() if value]
         if given:
             raise InputError(f"{', '.join(given)} cannot change a run that goes on with --resume: it keeps its own "
                              "config (--lr, --time-budget, --eval-every, --device, the speed options, --set of loss "
-                             "weights, and --scene-prior with --n-train can change)")
+                             "weights, --scene-prior with --n-train, and --data for its cache moved can change)")
         weights = parse_settings(cfg, settings, allowed=LOSS_WEIGHTS)
-        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train)
+        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache)
     else:
         if scene_prior_epochs:
             raise InputError("--scene-prior goes on from a trained run: give it with --resume")

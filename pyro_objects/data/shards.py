@@ -8,6 +8,7 @@
 Every file is written atomically and the manifest last, so a cache is whole or absent.
 A shard whose checksum fails is reported by name and never used.
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -86,6 +87,15 @@ def read_manifest(cache_dir):
         return json.loads(path.read_text())
     except json.JSONDecodeError:
         raise InputError(f"{path} is corrupt: not JSON") from None
+
+
+def fingerprint(cache_dir, split="train"):
+    """A digest of a cache's split as its manifest lists it (dataset, generator version, the shards'
+    checksums): the same for the same images wherever the cache lies, other for other images."""
+    manifest = read_manifest(cache_dir)
+    shards = manifest.get("splits", {}).get(split, {}).get("shards", [])
+    listed = [manifest.get("dataset"), manifest.get("generator_version"), [s.get("sha256") for s in shards]]
+    return hashlib.sha256(json.dumps(listed).encode()).hexdigest()
 
 
 def read(cache_dir, name, split, n=None, seed=None):
