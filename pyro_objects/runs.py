@@ -112,7 +112,7 @@ def locate_cache(state, given, run_dir):
         if recorded and not there:
             raise InputError(f"{run_dir} trained on the dataset cache {recorded}, which is not there: give its "
                              "new place with --data DIR")
-        return recorded, known
+        return recorded, known or (shards.fingerprint(recorded) if recorded else None)  # an older run gains one
     if not recorded:
         raise InputError(f"{run_dir} trained on generated images, not a cache: --data cannot change what it trains on")
     if known is None and not there:

@@ -93,6 +93,7 @@ def test_locate_cache_finds_a_moved_cache_by_its_checksums(cache, tmp_path):
     with pytest.raises(InputError, match="generated images"):
         locate_cache({"cache": None}, tmp_path / "moved", "RUN")
     older = {"cache": str(cache)}  # a checkpoint from before fingerprints: checked against the cache itself
+    assert locate_cache(older, None, "RUN") == (str(cache), known)
     assert locate_cache(older, tmp_path / "moved", "RUN") == (str((tmp_path / "moved").resolve()), known)
     shutil.rmtree(cache)
     with pytest.raises(InputError, match="put the cache back"):
