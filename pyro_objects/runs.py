@@ -66,10 +66,14 @@ def start(cfg, run_dir, seed=0, lr=None, cache=None):
     if (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     cfg = check_networks(check(cfg.replace(lr=lr or cfg.lr)))
-    if not cache:
-        return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr)
-    return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, str(Path(cache).resolve()),
-               cache_fingerprint=shards.fingerprint(cache))
+    cache, fingerprint = new_cache(cache)
+    return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, cache, cache_fingerprint=fingerprint)
+
+
+def new_cache(cache):
+    """What a new run records of the dataset cache it trains from -> (absolute path, fingerprint),
+    or (None, None) for generated images."""
+    return (str(Path(cache).resolve()), shards.fingerprint(cache)) if cache else (None, None)
 
 
 def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu", cache=None):

@@ -27,7 +27,7 @@ from ..config import check, config_for, quick
 from ..errors import InputError, TrainingError
 from ..files import atomic_write
 from ..monitor import Log, epoch_figures, score_quality
-from ..runs import config_from_dict, load_checkpoint, locate_cache, lock, record_command, save_checkpoint
+from ..runs import config_from_dict, load_checkpoint, locate_cache, lock, new_cache, record_command, save_checkpoint
 from ..train import Clock, steps_in_epoch
 from . import build, check_name, monet, slot_attention
 
@@ -90,7 +90,7 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     else:
-        cache, fingerprint = (str(Path(cache).resolve()), datasets.shards.fingerprint(cache)) if cache else (None, None)
+        cache, fingerprint = new_cache(cache)
     clock = Clock(state, time_budget)  # the budget counts from here: data included
     torch.manual_seed(seed)
     model, at = build(name, check(cfg), sizes).to(device), {"epoch": 0, "batch": 0, "step": 0}
