@@ -14,6 +14,7 @@ from .viz import decomposition_figure, quality_figure, samples_figure
 
 QUALITY = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
 STAGE_2_TERMS = ("nll_theta", "nll_z", "nll_d", "kl_y")
+FIGURES_EVERY_S = 60  # epoch figures at most once a minute of training: each takes about a second to draw
 
 
 class Log:
@@ -24,6 +25,7 @@ class Log:
         self.file = open(self.path, "a" if resume else "w", newline="")
         self.writer, self.fields = None, None
         self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+        self.drawn = None  # the training seconds at which this call last drew the epoch figures
 
     def step(self, at, loss, terms, temperature, sigma, images_per_s):
         self.write({"step": at["step"], "epoch": at["epoch"], "stage": at["stage"], "loss": loss,
@@ -50,6 +52,15 @@ class Log:
 
     def scalar(self, tag, value, step):
         self.tb.add_scalar(tag, value, step)
+
+    def figures_due(self, seconds, last=False):
+        """Whether the epoch that ends at `seconds` of training draws its figures: the call's first epoch and
+        its last, and between them one at least FIGURES_EVERY_S after the one before. Drawing (about a second)
+        is a tenth of a short epoch on a GPU, and the run's minutes count it."""
+        due = last or self.drawn is None or seconds - self.drawn >= FIGURES_EVERY_S
+        if due:
+            self.drawn = seconds
+        return due
 
     def figure(self, tag, fig, epoch):
         if fig is not None:

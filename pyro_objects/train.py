@@ -4,7 +4,7 @@
         for each batch of the epoch's fixed shuffle:
             stage 1: svi.step(x, temperature=τ(step), sigma=σ(epoch))   the ELBO of Sec. 4 (elbo.py)
             stage 2: svi.step(n, θ, z, d) at the guide's modes of x     the scene prior alone
-        the learning rate steps down on schedule; checkpoint; figures
+        the learning rate steps down on schedule; checkpoint; figures (at most once a minute)
 
 Stage 1 trains the decoders and the guide with the fixed priors (no y). Stage 2, the
 last `cfg.hyperprior_epochs` epochs, freezes them and fits ζ, ξ and Q(y | z, θ, d) on
@@ -103,7 +103,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
                 _checkpoint(run, model, guide, stage, at, clock, lead)
                 restores = 0
-                if figures and lead:
+                if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint

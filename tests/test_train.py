@@ -269,3 +269,19 @@ def test_a_slow_first_step_does_not_end_a_budgeted_call(monkeypatch):
         clock.tock()
         steps += 1
     assert steps > 3000 and now[0] <= 340  # ~4,000 steps of 0.05 s fit after the first three
+
+
+def test_epoch_figures_are_drawn_at_the_first_and_last_epochs_and_at_most_once_a_minute(tiny_cfg, tmp_path, monkeypatch):
+    from pyro_objects import monitor, train as training
+    from pyro_objects.data import Dataset, polygons
+    log = monitor.Log(tmp_path, resume=False)
+    due = [log.figures_due(s) for s in (5.0, 30.0, 66.0, 70.0, 126.0)] + [log.figures_due(127.0, last=True)]
+    log.close()
+    assert due == [True, False, True, False, True, True]
+    drawn = []
+    monkeypatch.setattr(training, "epoch_figures", lambda *args, **kwargs: drawn.append(args[5]))
+    d = polygons.generate(32, seed=0, image_size=tiny_cfg.image_size)
+    cfg = tiny_cfg.replace(epochs=4)  # a few seconds in all: the first and the last epoch are drawn
+    training.train(runs.start(cfg, tmp_path / "run", 0), data=Dataset("polygons", d["images"], d["amodal"], d["count"]),
+                   progress=False)
+    assert drawn == [1, 4]

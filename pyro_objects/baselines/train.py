@@ -4,7 +4,7 @@ directory, time budget, resume, progress bar, log.csv, TensorBoard and quality.c
     for each epoch:
         for each batch of the epoch's fixed shuffle (schedules.epoch_order_seed):
             seed the step (schedules.step_seed); loss(x).backward(); the optimiser's step
-        checkpoint; figures/decomposition.png
+        checkpoint; figures/decomposition.png (at most once a minute)
 
 Each peer has its paper's optimiser: Slot Attention Adam with warm-up and decay (its
 learning_rate(step)), MONet RMSProp at 1e-4, and batches of 64. The VAE has ours, which the paper
@@ -135,7 +135,7 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
                 _checkpoint(run_dir, name, cfg, seed, sizes, (cache, fingerprint), model, optim, at, clock)
-                if figures:
+                if figures and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     epoch_figures(run_dir, model, None, data, device, at["epoch"], log)
         bar.close()
         if stopped:
