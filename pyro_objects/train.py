@@ -164,6 +164,7 @@ class Clock:
     def __init__(self, state, budget):
         self.start, self.budget, self.before = time.monotonic(), budget, state["seconds"] if state else 0.0
         self.step_time, self.plan_time, self.excluded, self.ticks = 0.0, 0.0, 0.0, 0
+        self.stepping = state.get("step_seconds") if state else 0.0  # the steps' own seconds (None: not recorded)
 
     def out_of_time(self):
         return self.budget is not None and time.monotonic() - self.start + 3 * self.plan_time + 5 > self.budget
@@ -174,6 +175,8 @@ class Clock:
     def tock(self):  # running averages of the step's time: all steps (the logged rate), and those the
         took = time.monotonic() - self.ticked  # budget plans with, from the fourth step of the call on: the
         self.ticks += 1  # first ones compile the networks and capture the CUDA graph
+        if self.stepping is not None:
+            self.stepping += took
         self.step_time = self._average(self.step_time, took)
         if self.ticks > WARM_UP_STEPS:
             self.plan_time = self._average(self.plan_time, took)
@@ -235,7 +238,8 @@ def _checkpoint(run, model, guide, stage, at, clock, lead):
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
             "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
             "temperature": schedules.temperature(run.cfg, at["step"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
-            "seconds": clock.seconds(), "cache": run.cache, "cache_fingerprint": run.cache_fingerprint})
+            "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": run.cache,
+            "cache_fingerprint": run.cache_fingerprint})
     if fast.world_size() > 1:
         torch.distributed.barrier()
 

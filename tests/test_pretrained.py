@@ -62,6 +62,9 @@ def test_commands_read_a_pretrained_model_and_write_beside_the_user(exported, tm
         assert (tmp_path / made).is_file()
     info = invoke("info", spec)
     assert info.exit_code == 0 and "pyro-objects train polygons --quick" in info.output and "float16: mIOU" in info.output
+    info = invoke("info", exported / "run")  # a run: its minutes, and those its steps took
+    lines = dict(line.split(": ", 1) for line in info.output.splitlines() if ": " in line)
+    assert info.exit_code == 0 and 0 <= float(lines["minutes_in_steps"]) <= float(lines["minutes"])
 
 
 def test_a_damaged_or_unchecked_file_is_refused_in_one_line(exported, tmp_path):

@@ -285,3 +285,10 @@ def test_epoch_figures_are_drawn_at_the_first_and_last_epochs_and_at_most_once_a
     training.train(runs.start(cfg, tmp_path / "run", 0), data=Dataset("polygons", d["images"], d["amodal"], d["count"]),
                    progress=False)
     assert drawn == [1, 4]
+
+
+def test_a_run_records_the_seconds_its_steps_took_across_calls(tiny_cfg, tmp_path, train_tiny):
+    first = train_tiny(tiny_cfg.replace(epochs=2), tmp_path / "run", max_steps=3)
+    assert 0 < first["step_seconds"] <= first["seconds"]
+    last = train_tiny(None, tmp_path / "run", resume=True)
+    assert first["step_seconds"] < last["step_seconds"] <= last["seconds"]

@@ -163,4 +163,5 @@ def _checkpoint(run_dir, name, cfg, seed, sizes, cache, model, optim, at, clock)
     """cache: (path, fingerprint) of the dataset cache trained from, or (None, None)."""
     save_checkpoint(run_dir, {"baseline": name, "config": dataclasses.asdict(cfg), "seed": seed, "sizes": sizes or {},
                               "model": model.state_dict(), "optim": optim.state_dict(), **at,
-                              "seconds": clock.seconds(), "cache": cache[0], "cache_fingerprint": cache[1]})
+                              "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": cache[0],
+                              "cache_fingerprint": cache[1]})

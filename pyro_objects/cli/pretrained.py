@@ -40,8 +40,10 @@ def export_command(run_dir, out, n, max_drop, batch_size, device):
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def info_command(model, as_json):
     """What a model records: the commands that trained it, the commit, the dataset generator's version
-    and its held-out scores. MODEL: pretrained:NAME, pretrained:PATH.pt or a run directory; without
-    MODEL, the pretrained models shipped with the package."""
+    and its held-out scores; of a run directory, the minutes trained and the minutes its steps took
+    (the rest went between the steps: data, checkpoints, figures, starting each call). MODEL:
+    pretrained:NAME, pretrained:PATH.pt or a run directory; without MODEL, the pretrained models
+    shipped with the package."""
     if model is None:
         for name in pretrained.names():
             a = pretrained.about(name)
@@ -55,6 +57,7 @@ def info_command(model, as_json):
         state = runs.load_checkpoint(model)
         record = {"dataset": state["config"]["dataset"], "commands": runs.commands(model), "epoch": state["epoch"],
                   "step": state["step"], "minutes": round(state.get("seconds", 0) / 60, 2),
+                  "minutes_in_steps": _minutes(state.get("step_seconds")),
                   "scene_prior": runs.has_scene_prior(state), "config": state["config"]}
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -69,4 +72,8 @@ def info_command(model, as_json):
             for kind in ("float32", "float16"):
                 click.echo(f"  {kind}: {scores_text(value[kind])}")
         else:
-            click.echo(f"{key}: {value}")
+            click.echo(f"{key}: {'(not recorded)' if value is None else value}")
+
+
+def _minutes(seconds):
+    return None if seconds is None else round(seconds / 60, 2)
