@@ -96,3 +96,10 @@ def test_the_pyro_overhead_table_times_the_six_steps_against_the_plain_one():
     assert list(rows)[1:] == ["plain", "plain + float(loss)", "ELBO, pyro.module a no-op", "ELBO, parameters registered",
                               "the same + NaN read", "SVI.step"]
     assert rows["plain"] == "1.000" and all(float(r) > 0 for r in list(rows.values())[1:])
+
+
+def test_the_epoch_end_table_times_the_figures_and_the_checkpoint():
+    from pyro_objects.tools.epoch_end import table
+    rows = [line for line in table(["polygons"], "cpu", repeats=1).splitlines() if line.startswith("| polygons")]
+    medians = [float(cell.split()[0]) for cell in rows[0].strip("| ").split(" | ")[1:]]
+    assert len(rows) == 1 and len(medians) == 2 and all(m > 0 for m in medians)
