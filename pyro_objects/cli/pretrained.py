@@ -56,7 +56,7 @@ def info_command(model, as_json):
     else:
         state = runs.load_checkpoint(model)
         record = {"dataset": state["config"]["dataset"], "commands": runs.commands(model), "epoch": state["epoch"],
-                  "step": state["step"], "minutes": round(state.get("seconds", 0) / 60, 2),
+                  "step": state["step"], "minutes": _minutes(state.get("seconds", 0)),
                   "minutes_in_steps": _minutes(state.get("step_seconds")),
                   "scene_prior": runs.has_scene_prior(state), "config": state["config"]}
     if as_json:

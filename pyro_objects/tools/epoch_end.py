@@ -12,8 +12,6 @@ at most once a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint every 
 import argparse
 import statistics
 import tempfile
-import time
-from pathlib import Path
 
 import torch
 
@@ -24,7 +22,7 @@ from ..guide import Guide
 from ..model import Model
 from ..monitor import Log, epoch_figures
 from ..runs import save_checkpoint
-from .bench import device_name
+from .bench import device_name, seconds
 
 
 def times(dataset, device, repeats=5):
@@ -37,21 +35,15 @@ def times(dataset, device, repeats=5):
         p.grad = torch.zeros_like(p)
     adam.step()  # Adam's state, as large as a trained run's
     data = datasets.load(dataset, "eval", 8, device=device)
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    out = {"figures": [], "checkpoint": []}
+    out = {}
     with tempfile.TemporaryDirectory() as run_dir:
         log = Log(run_dir, resume=False)
         work = {"figures": lambda: epoch_figures(run_dir, model, guide, data, device, 0, log),
                 "checkpoint": lambda: save_checkpoint(run_dir, {"model": model.state_dict(), "guide": guide.state_dict(),
                                                                 "optim": adam.state_dict()})}
         for name, job in work.items():
-            for i in range(repeats + 1):
-                sync()
-                tick = time.perf_counter()
-                job()
-                sync()
-                if i:  # the first is the warm-up
-                    out[name].append(time.perf_counter() - tick)
+            job()  # the warm-up
+            out[name] = [seconds(job, device) for _ in range(repeats)]
         log.close()
     return out
 

@@ -18,7 +18,6 @@ kernels, so the graphed steps pay none of this.
 """
 import argparse
 import statistics
-import time
 
 import pyro
 import torch
@@ -31,7 +30,7 @@ from ..errors import InputError
 from ..guide import Guide
 from ..model import Model
 from ..train import Stage
-from .bench import device_name, plain_loss, plain_training_step
+from .bench import device_name, plain_loss, plain_training_step, seconds
 
 
 def steps(cfg, B, device):
@@ -83,7 +82,6 @@ def steps(cfg, B, device):
 def table(dataset, B, device, rounds=6, per_round=20, warmup=5):
     """A Markdown table: each kind's ms a step (median over rounds, and range) and its ratio to plain."""
     kinds = steps(config_for(dataset), B, device)
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     times = {k: [] for k in kinds}
     with pyro.validation_enabled(False):  # as training runs
         for step in kinds.values():
@@ -91,12 +89,7 @@ def table(dataset, B, device, rounds=6, per_round=20, warmup=5):
                 step()
         for _ in range(rounds):
             for name, step in kinds.items():
-                sync()
-                tick = time.perf_counter()
-                for _ in range(per_round):
-                    step()
-                sync()
-                times[name].append((time.perf_counter() - tick) / per_round * 1e3)
+                times[name].append(seconds(lambda: [step() for _ in range(per_round)], device) / per_round * 1e3)
     plain = statistics.median(times["plain"])
     lines = [f"{dataset}, batch {B}, {device_name(device)}, eager fp32, {rounds} rounds of {per_round} steps, interleaved",
              "", "| step | ms, median (range) of rounds | / plain |", "|---|---|---|"]
