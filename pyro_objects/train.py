@@ -53,7 +53,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over {fast.world_size()} processes")
     with lock(run.dir) if lead else _nothing(), pyro.validation_enabled(False):  # argument checks: a host read a step
         model, guide, at = _networks(run, device, speed)
-        data = data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache)
+        data = datasets.resident(data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache),
+                                 device)  # batches gathered on the GPU, where the images fit
         steps_per_epoch = steps_in_epoch(cfg, data)
         if lead:  # written once the run can start, so that a refused one leaves nothing behind
             run.dir.mkdir(parents=True, exist_ok=True)

@@ -98,8 +98,13 @@ def test_the_pyro_overhead_table_times_the_six_steps_against_the_plain_one():
     assert rows["plain"] == "1.000" and all(float(r) > 0 for r in list(rows.values())[1:])
 
 
-def test_the_epoch_end_table_times_the_figures_and_the_checkpoint():
-    from pyro_objects.tools.epoch_end import table
-    rows = [line for line in table(["polygons"], "cpu", repeats=1).splitlines() if line.startswith("| polygons")]
-    medians = [float(cell.split()[0]) for cell in rows[0].strip("| ").split(" | ")[1:]]
-    assert len(rows) == 1 and len(medians) == 2 and all(m > 0 for m in medians)
+def test_the_between_steps_table_times_the_batch_the_figures_and_the_checkpoint():
+    from pyro_objects.tools.between_steps import table
+    lines = table(["polygons"], "cpu", repeats=1, n_train=300).splitlines()
+    header = [cell.strip() for cell in lines[2].strip("| ").split(" | ")]
+    row = [cell.strip() for cell in next(line for line in lines if line.startswith("| polygons")).strip("| ").split(" | ")]
+    cells = dict(zip(header, row))
+    assert cells["images (batch)"] == "300 × 64² (100)"
+    assert cells["batch, on the device, ms: median (range)"] == "—"  # on a CPU the images are already there
+    timed = [cells[k] for k in header if k.startswith(("batch, from", "figures", "checkpoint"))]
+    assert len(timed) == 3 and all(float(c.split()[0]) > 0 for c in timed)

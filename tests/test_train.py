@@ -292,3 +292,13 @@ def test_a_run_records_the_seconds_its_steps_took_across_calls(tiny_cfg, tmp_pat
     assert 0 < first["step_seconds"] <= first["seconds"]
     last = train_tiny(None, tmp_path / "run", resume=True)
     assert first["step_seconds"] < last["step_seconds"] <= last["seconds"]
+
+
+def test_training_images_go_to_the_device_where_they_fit_and_stay_on_the_host_where_not():
+    from pyro_objects import data as datasets
+    host = datasets.Dataset("polygons", torch.zeros(10, 4, 4, 3, dtype=torch.uint8))  # 480 bytes
+    assert datasets.resident(host, "cpu") is host
+    moved = datasets.resident(host, "meta", free_bytes=4 * 480)  # a quarter of the free memory: fits
+    assert moved.images.device.type == "meta" and moved.images.shape == host.images.shape
+    assert datasets.resident(host, "meta", free_bytes=4 * 480 - 1) is host
+    assert datasets.resident(moved, "meta", free_bytes=0) is moved  # already there

@@ -100,7 +100,7 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
         optim.load_state_dict(state["optim"])
         at.update({k: state[k] for k in at})
     with lock(run_dir):
-        data = data or datasets.load(cfg.dataset, "train", cfg.n_train, seed, device, cfg, cache)
+        data = datasets.resident(data or datasets.load(cfg.dataset, "train", cfg.n_train, seed, device, cfg, cache), device)
         steps = steps_in_epoch(cfg, data)
         atomic_write(run_dir / "config.json", lambda p: p.write_text(json.dumps(
             {"baseline": name, "sizes": sizes or {}, **dataclasses.asdict(cfg)}, indent=2) + "\n"))

@@ -1,0 +1,104 @@
+"""What a training run does between its steps, timed apart from them: each step's batch, and each
+epoch's figures and checkpoint, on an untrained model of each dataset's config.
+
+    python -m pyro_objects.tools.between_steps polygons clevr5 --repeats 5
+
+    batch, from the host     Dataset.batch of a training batch whose images are on the host: gathered
+                             there and copied to the device (CLEVR's generator and dataset caches)
+    batch, on the device     the same with the images on the device (data.resident, as training does
+                             where they fit)
+    figures                  monitor.epoch_figures: decomposition.png of 8 images and its TensorBoard copy
+    checkpoint               runs.save_checkpoint of the networks and Adam's state, as training writes it
+
+The batches are drawn from random uint8 images as many and as large as the config's training set
+(what a gather costs depends on the sizes, not the pixels). Each cell is the median over repeats
+after one warm-up, with the range. Training takes a batch every step, draws the figures at most once
+a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint every epoch.
+"""
+import argparse
+import statistics
+import tempfile
+
+import torch
+
+from .. import data as datasets
+from ..config import config_for
+from ..errors import InputError
+from ..guide import Guide
+from ..model import Model
+from ..monitor import Log, epoch_figures
+from ..runs import save_checkpoint
+from .bench import device_name, seconds
+
+
+def times(dataset, device, repeats=5, n_train=None):
+    """{kind: [s, ...]} over repeats, after one warm-up of each: the four kinds above. On a CPU there is
+    no copy, so the two batch kinds are one ("batch, on the device" is left out). n_train: the training
+    set's size (default: the config's)."""
+    cfg = config_for(dataset)
+    images = torch.randint(0, 256, (n_train or cfg.n_train, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    host = datasets.Dataset(dataset, images)
+    on_device = datasets.resident(host, device, free_bytes=float("inf"))
+    order = torch.randperm(len(host), generator=torch.Generator().manual_seed(0))
+    batches = iter(order.split(cfg.batch_size) * (2 * repeats + 2))
+    model, guide = Model(cfg).to(device), Guide(cfg).to(device)
+    params = [*model.parameters(), *guide.parameters()]
+    adam = torch.optim.Adam(params, lr=0.0)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    adam.step()  # Adam's state, as large as a trained run's
+    data = datasets.load(dataset, "eval", 8, device=device)
+    out = {}
+    with tempfile.TemporaryDirectory() as run_dir:
+        log = Log(run_dir, resume=False)
+        work = {"batch, from the host": lambda: host.batch(next(batches), device),
+                "batch, on the device": lambda: on_device.batch(next(batches), device),
+                "figures": lambda: epoch_figures(run_dir, model, guide, data, device, 0, log),
+                "checkpoint": lambda: save_checkpoint(run_dir, {"model": model.state_dict(), "guide": guide.state_dict(),
+                                                                "optim": adam.state_dict()})}
+        if on_device is host:
+            del work["batch, on the device"]
+        for name, job in work.items():
+            job()  # the warm-up
+            out[name] = [seconds(job, device) for _ in range(repeats)]
+        log.close()
+    return out
+
+
+KINDS = {"batch, from the host": 1e3, "batch, on the device": 1e3, "figures": 1, "checkpoint": 1}  # unit: ms, s
+
+
+def table(names, device, repeats=5, n_train=None):
+    lines = [f"{device_name(device)}, {repeats} repeats after one warm-up", "",
+             "| dataset | images (batch) | " + " | ".join(f"{k}, {'ms' if u > 1 else 's'}: median (range)"
+                                                      for k, u in KINDS.items()) + " |",
+             "|---|---|" + "---|" * len(KINDS)]
+    for name in names:
+        cfg, t = config_for(name), times(name, device, repeats, n_train)
+        cells = [f"{statistics.median(t[k]) * u:.3f} ({min(t[k]) * u:.3f}-{max(t[k]) * u:.3f})" if k in t else "—"
+                 for k, u in KINDS.items()]
+        lines.append(f"| {name} | {n_train or cfg.n_train:,} × {cfg.image_size}² ({cfg.batch_size}) | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", default=["polygons"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n-train", type=int, help="training images to draw batches from (default: the config's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if args.repeats < 1 or (args.n_train is not None and args.n_train < 1):
+        parser.error("--repeats and --n-train must be at least 1")
+    try:
+        for name in args.datasets:
+            config_for(name)
+    except InputError as e:  # an unknown dataset: the config's own line
+        parser.exit(1, f"between_steps.py: {e}\n")
+    print(table(args.datasets, args.device, args.repeats, args.n_train))
+
+
+if __name__ == "__main__":
+    main()
