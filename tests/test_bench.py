@@ -108,3 +108,13 @@ def test_the_between_steps_table_times_the_batch_the_figures_and_the_checkpoint(
     assert cells["batch, on the device, ms: median (range)"] == "—"  # on a CPU the images are already there
     timed = [cells[k] for k in header if k.startswith(("batch, from", "figures", "checkpoint"))]
     assert len(timed) == 3 and all(float(c.split()[0]) > 0 for c in timed)
+
+
+def test_the_pyro_host_table_counts_more_operators_for_the_elbo_than_the_plain_loss():
+    from pyro_objects.tools.pyro_overhead import host_table
+    lines = host_table("polygons", 1, "cpu", profiled_steps=2).splitlines()
+    ops = {line.split(" | ")[0].strip("| "): int(line.split(" | ")[1].replace(",", "")) for line in lines
+           if line.startswith(("| plain loss", "| ObjectsELBO"))}
+    assert ops["ObjectsELBO.loss_and_grads"] > ops["plain loss, forward and backward"] > 0
+    step, pyro_own, module = (float(c) for c in lines[-1].strip("| ").split(" | ")[1:])
+    assert step > pyro_own > 0 and step > module > 0  # shares of the step

@@ -15,13 +15,23 @@ interleaved round by round in one process, so that a busy host or a warming GPU 
 Each row is the median over rounds of the mean step time in a round, with the range, and its ratio
 to the plain step. Eager fp32 only: a CUDA graph records the Pyro program once and replays its
 kernels, so the graphed steps pay none of this.
+
+    python -m pyro_objects.tools.pyro_overhead polygons --host --batch 1 --device cpu
+
+counts instead what the Pyro step does on the host: the aten operators that the plain loss and the
+ELBO dispatch in a forward and backward pass, and, under cProfile, the milliseconds a `SVI.step`
+spends in Pyro's own Python and in `pyro.module` (cProfile slows Python, so read these as shares).
 """
 import argparse
+import collections
+import cProfile
+import pstats
 import statistics
 
 import pyro
 import torch
 from pyro.util import warn_if_nan
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import data as datasets
 from .. import fast
@@ -99,6 +109,59 @@ def table(dataset, B, device, rounds=6, per_round=20, warmup=5):
     return "\n".join(lines)
 
 
+class Operators(TorchDispatchMode):
+    """Counts the aten operators dispatched inside it: views and kernels alike."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def host_table(dataset, B, device, profiled_steps=20):
+    """A Markdown table of the host work above: operators a pass, and Pyro's Python under cProfile."""
+    cfg = config_for(dataset)
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(cuda_graphs=False), device)
+    x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
+    stage = Stage(1, cfg, model, guide, cfg.lr, device, Speed(cuda_graphs=False))
+    temperature, sigma = 1.0, cfg.sigma[0]
+    passes = {"plain loss, forward and backward": lambda: plain_loss(model, guide, x, temperature, sigma, stage.elbo).backward(),
+              "ObjectsELBO.loss_and_grads": lambda: stage.elbo.loss_and_grads(model, guide, x, temperature=temperature,
+                                                                              sigma=sigma)}
+    counts = {}
+    with pyro.validation_enabled(False):
+        for name, run in passes.items():
+            run()  # the warm-up
+            with Operators() as ops:
+                run()
+            counts[name] = ops.count
+        for _ in range(3):
+            stage.step(x, temperature, sigma)
+        with cProfile.Profile() as profile:
+            for _ in range(profiled_steps):
+                stage.step(x, temperature, sigma)
+    stats = pstats.Stats(profile).stats  # {(file, line, function): (calls, calls, own s, cumulative s, callers)}
+    per_step = 1e3 / profiled_steps
+    pyro_own = sum(v[2] for k, v in stats.items() if "/pyro/" in k[0]) * per_step
+    module = sum(v[3] for k, v in stats.items() if k[0].endswith("pyro/primitives.py") and k[2] == "module") * per_step
+    step = sum(v[3] for k, v in stats.items() if k[0].endswith("pyro/infer/svi.py") and k[2] == "step") * per_step
+    return "\n".join([
+        f"{dataset}, batch {B}, {device_name(device)}, eager fp32, {profiled_steps} steps profiled", "",
+        "| pass | aten operators | of them views and metadata |", "|---|---|---|",
+        *(f"| {name} | {sum(c.values()):,} | {sum(n for op, n in c.items() if op in VIEWS):,} |" for name, c in counts.items()),
+        "", "| under cProfile, ms a step | SVI.step | Pyro's own Python | pyro.module (cumulative) |", "|---|---|---|---|",
+        f"| {dataset} | {step:.2f} | {pyro_own:.2f} | {module:.2f} |"])
+
+
+VIEWS = {"view", "expand", "detach", "unsqueeze", "squeeze", "slice", "select", "_unsafe_view", "permute", "t",
+         "transpose", "reshape", "alias", "as_strided", "lift_fresh", "unbind", "split", "split_with_sizes"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", nargs="?", default="polygons")
@@ -107,6 +170,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20, help="steps of each kind a round")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--host", action="store_true", help="count operators and profile Pyro's host work instead")
     args = parser.parse_args()
     if min(args.batch, args.rounds, args.steps) < 1 or args.warmup < 0:
         parser.error("--batch, --rounds and --steps must be at least 1, --warmup at least 0")
@@ -114,7 +178,10 @@ def main():
         config_for(args.dataset)
     except InputError as e:  # an unknown dataset: the config's own line
         parser.exit(1, f"pyro_overhead.py: {e}\n")
-    print(table(args.dataset, args.batch, args.device, args.rounds, args.steps, args.warmup))
+    if args.host:
+        print(host_table(args.dataset, args.batch, args.device, args.steps))
+    else:
+        print(table(args.dataset, args.batch, args.device, args.rounds, args.steps, args.warmup))
 
 
 if __name__ == "__main__":
