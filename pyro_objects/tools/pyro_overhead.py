@@ -43,13 +43,18 @@ from ..train import Stage
 from .bench import device_name, plain_loss, plain_training_step, seconds
 
 
-def steps(cfg, B, device):
-    """{name: a function taking one step} of the six kinds above, on B held-out images."""
+def eager_stage(cfg, B, device):
+    """(model, guide, x, stage): fresh networks, B held-out images and stage 1's eager SVI."""
     pyro.clear_param_store()
     torch.manual_seed(0)
     model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(cuda_graphs=False), device)
     x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
-    stage = Stage(1, cfg, model, guide, cfg.lr, device, Speed(cuda_graphs=False))
+    return model, guide, x, Stage(1, cfg, model, guide, cfg.lr, device, Speed(cuda_graphs=False))
+
+
+def steps(cfg, B, device):
+    """{name: a function taking one step} of the six kinds above, on B held-out images."""
+    model, guide, x, stage = eager_stage(cfg, B, device)
     temperature, sigma = 1.0, cfg.sigma[0]
     elbo = stage.elbo
     params = [p for m in (model, guide) for p in m.parameters() if p.requires_grad]
@@ -124,11 +129,7 @@ class Operators(TorchDispatchMode):
 def host_table(dataset, B, device, profiled_steps=20):
     """A Markdown table of the host work above: operators a pass, and Pyro's Python under cProfile."""
     cfg = config_for(dataset)
-    pyro.clear_param_store()
-    torch.manual_seed(0)
-    model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(cuda_graphs=False), device)
-    x = datasets.load(cfg.dataset, "eval", B, device=device).batch(torch.arange(B), device)
-    stage = Stage(1, cfg, model, guide, cfg.lr, device, Speed(cuda_graphs=False))
+    model, guide, x, stage = eager_stage(cfg, B, device)
     temperature, sigma = 1.0, cfg.sigma[0]
     passes = {"plain loss, forward and backward": lambda: plain_loss(model, guide, x, temperature, sigma, stage.elbo).backward(),
               "ObjectsELBO.loss_and_grads": lambda: stage.elbo.loss_and_grads(model, guide, x, temperature=temperature,
