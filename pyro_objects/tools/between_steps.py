@@ -16,6 +16,7 @@ after one warm-up, with the range. Training takes a batch every step, draws the 
 a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint every epoch.
 """
 import argparse
+import itertools
 import statistics
 import tempfile
 
@@ -41,7 +42,7 @@ def times(dataset, device, repeats=5, n_train=None):
     host = datasets.Dataset(dataset, images)
     on_device = datasets.resident(host, device, free_bytes=float("inf"))
     order = torch.randperm(len(host), generator=torch.Generator().manual_seed(0))
-    batches = iter(order.split(cfg.batch_size) * (2 * repeats + 2))
+    batches = itertools.cycle(order.split(cfg.batch_size))
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
     params = [*model.parameters(), *guide.parameters()]
     adam = torch.optim.Adam(params, lr=0.0)
