@@ -110,6 +110,16 @@ def test_the_between_steps_table_times_the_batch_the_figures_and_the_checkpoint(
     assert len(timed) == 3 and all(float(c.split()[0]) > 0 for c in timed)
 
 
+def test_the_loop_table_times_training_steps_read_each_step_and_on_a_cpu_nothing_else():
+    from pyro_objects.tools.between_steps import loop_table
+    lines = loop_table(["polygons"], "cpu", steps=1, repeats=1, n_train=200).splitlines()
+    header = [cell.strip() for cell in lines[2].strip("| ").split(" | ")]
+    cells = dict(zip(header, (c.strip() for c in lines[4].strip("| ").split(" | "))))
+    assert cells["dataset"] == "polygons" and cells["batch"] == "100"
+    assert float(cells["read each step"].split()[0]) > 0  # eager SVI.step reads its own loss: no other way on a CPU
+    assert cells["read once a block"] == cells["the step alone"] == "—"
+
+
 def test_the_pyro_host_table_counts_more_operators_for_the_elbo_than_the_plain_loss():
     from pyro_objects.tools.pyro_overhead import host_table
     lines = host_table("polygons", 1, "cpu", profiled_steps=2).splitlines()

@@ -213,6 +213,22 @@ def test_graphed_steps_take_the_eager_steps(tiny_cfg, speed):
 
 
 @GPU
+def test_an_unread_graphed_step_takes_the_step_that_a_read_one_takes(tiny_cfg):
+    x = torch.rand(2, tiny_cfg.batch_size, 3, tiny_cfg.image_size, tiny_cfg.image_size, device="cuda")
+    read, _, read_weights = run_steps(tiny_cfg, x, 4, "cuda", Speed(), fast.optimiser(1e-3, "cuda", Speed()))
+    model, guide = networks(tiny_cfg, "cuda", Speed())
+    elbo = from_config(tiny_cfg)
+    step = fast.stage_1_step(SVI(model, guide, fast.optimiser(1e-3, "cuda", Speed()), loss=elbo), elbo, Speed(), "cuda")
+    unread = []
+    with pyro.validation_enabled(False):
+        for i in range(4):
+            torch.manual_seed(100 + i)
+            loss = step.unread(x[i % len(x)], 1.0 / (1 + i), 0.01 * (1 + i))
+            unread.append(float(loss))  # read after the step, as a block's end reads the last one
+    assert unread == pytest.approx(read, rel=1e-4) and close(weights(model, guide), read_weights, 1e-4)
+
+
+@GPU
 def test_a_graphed_run_resumes_and_steps_its_learning_rate_down_as_an_eager_run_does(tiny_cfg, tmp_path):
     from pyro_objects import runs
     from pyro_objects.train import train

@@ -28,14 +28,19 @@ class GraphedStep:
         self.graph = None
 
     def __call__(self, x, temperature, sigma):
+        return float(self.unread(x, temperature, sigma))
+
+    def unread(self, x, temperature, sigma):
+        """The step, its loss left on the GPU unread (a 0-d tensor that the next replay overwrites),
+        so that the host need not wait for the step before it queues the next."""
         if self.graph is None:
-            return self._first_step(x, temperature, sigma)
+            return torch.tensor(self._first_step(x, temperature, sigma))
         self.x.copy_(x)
         self.temperature.fill_(temperature)
         self.sigma.fill_(sigma)
         self.graph.replay()
         self.elbo.last_terms = self.terms
-        return self.loss.item()
+        return self.loss
 
     def _loss(self):
         """Trace_ELBO.differentiable_loss without its host reads (a NaN check and a float copy of the
