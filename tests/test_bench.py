@@ -128,3 +128,22 @@ def test_the_pyro_host_table_counts_more_operators_for_the_elbo_than_the_plain_l
     assert ops["ObjectsELBO.loss_and_grads"] > ops["plain loss, forward and backward"] > 0
     step, pyro_own, module = (float(c) for c in lines[-1].strip("| ").split(" | ")[1:])
     assert step > pyro_own > 0 and step > module > 0  # shares of the step
+
+
+def test_the_batch_norm_table_scores_the_checkpoint_as_evaluate_does_and_batch_statistics_otherwise(
+        tiny_cfg, train_tiny, tmp_path):
+    from pyro_objects.data import Dataset, polygons
+    from pyro_objects.evaluate import decomposition_scores
+    from pyro_objects.runs import load_run
+    from pyro_objects.tools.batch_norm import scores
+    cfg = tiny_cfg.replace(obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")  # batch norm in the object encoder
+    train_tiny(cfg, tmp_path / "run", max_steps=3)
+    d = polygons.generate(8 + 2 * cfg.batch_size, seed=5, image_size=cfg.image_size)
+    held_out = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    rows = scores(load_run(tmp_path / "run"), held_out, n=8, batches=2)
+    _, model, guide, _ = load_run(tmp_path / "run")
+    expected, _ = decomposition_scores(model, guide, Dataset("polygons", d["images"][:8], d["amodal"][:8], d["count"][:8]))
+    assert rows["running statistics"][0] == {k: expected[k] for k in ("mIOU", "FG-ARI", "MSE")}
+    assert len(rows["batch statistics"]) == 1 and len(rows["re-estimated"]) == 2
+    # three steps leave the running statistics near their start (mean 0, variance 1): a batch's own differ
+    assert rows["batch statistics"][0]["MSE"] != expected["MSE"]

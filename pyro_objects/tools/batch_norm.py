@@ -1,0 +1,108 @@
+"""Whether batch norm's statistics can swing a trained run's checks. The weights stay as the
+checkpoint holds them; RUN's held-out decomposition is scored three ways:
+
+    python -m pyro_objects.tools.batch_norm RUN --data DIR --n 500 --batches 30
+
+    running statistics       eval mode, as every check, `evaluate` and `decompose` score: the
+                             checkpoint's own running means and variances
+    batch statistics         train mode, each batch of 100 normalised by its own statistics
+                             (on copies of the networks, so the running statistics stay)
+    re-estimated             eval mode again after each of --batches train-mode passes of the ELBO
+                             over other images, which move the running statistics as training does
+                             (momentum 0.1) while the weights stay: median and range over the passes
+
+If the checks of a run swing while its training loss does not, and the batch statistics hold
+where the running ones fall, the running statistics are the cause; if re-estimating them from the
+same weights moves the scores little, their batch-to-batch noise is not.
+
+DIR: a cache of held-out images (`pyro-objects data make DATASET --n 0 --n-eval N --out DIR`); its
+first --n images are scored, the next --batches batches re-estimate. Without it they are generated.
+"""
+import argparse
+import copy
+import statistics
+
+import pyro
+import torch
+
+from .. import data as datasets
+from .. import schedules
+from ..elbo import from_config
+from ..errors import InputError
+from ..evaluate import decomposition_scores
+from ..runs import load_run
+
+METRICS = ("mIOU", "FG-ARI", "MSE")
+
+
+def scores(run, held_out, n=500, batches=30, device="cpu"):
+    """{way: [{metric: value}, ...]}: one row for the running and the batch statistics, one a pass
+    for the re-estimated ones. run: load_run()'s (cfg, model, guide, state), whose model and guide
+    the passes change; held_out: a Dataset of at least n + batches batches of images."""
+    cfg, model, guide, state = run
+    if len(held_out) < n + batches * cfg.batch_size:
+        raise InputError(f"{len(held_out)} held-out images are fewer than --n {n} and --batches {batches} of "
+                         f"{cfg.batch_size} need")
+    scored = datasets.Dataset(held_out.name, held_out.images[:n],
+                              *(t if t is None else t[:n] for t in (held_out.amodal, held_out.count)))
+    pool = held_out.images[n:]
+
+    def row(m, g):
+        with torch.no_grad():
+            s, _ = decomposition_scores(m, g, scored, device=device)
+        return {k: s[k] for k in METRICS}
+
+    out = {"running statistics": [row(model, guide)],
+           "batch statistics": [row(copy.deepcopy(model).train(), copy.deepcopy(guide).train())],
+           "re-estimated": []}
+    elbo = from_config(cfg)
+    temperature, sigma = schedules.temperature(cfg, state["step"]), schedules.sigma(cfg, state["epoch"])
+    torch.manual_seed(0)
+    for k in range(batches):
+        x = datasets.to_float(pool[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device))
+        model.train(), guide.train()
+        with torch.no_grad(), pyro.validation_enabled(False):
+            elbo.differentiable_loss(model, guide, x, temperature=temperature, sigma=sigma)
+        model.eval(), guide.eval()
+        out["re-estimated"].append(row(model, guide))
+    return out
+
+
+def table(run_dir, data=None, n=500, batches=30, device="cpu"):
+    run = load_run(run_dir, device)
+    cfg = run[0]
+    held_out = datasets.load(cfg.dataset, "eval", n + batches * cfg.batch_size, device=device, cfg=cfg, cache=data)
+    rows = scores(run, held_out, n, batches, device)
+    lines = [f"{run_dir}: {n} held-out images, the checkpoint's weights", "",
+             "| batch norm | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for way, values in rows.items():
+        if not values:
+            continue
+        label = way if way != "re-estimated" else f"re-estimated, after each of {len(values)} passes"
+        cells = []
+        for k in METRICS:
+            v = [r[k] for r in values]
+            fmt = (lambda a: f"{a:.2e}") if k == "MSE" else (lambda a: f"{a:.3f}")
+            cells.append(fmt(v[0]) if len(v) == 1 else f"{fmt(statistics.median(v))} ({fmt(min(v))}-{fmt(max(v))})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--data", help="a cache of held-out images (default: generated)")
+    parser.add_argument("--n", type=int, default=500, help="held-out images scored")
+    parser.add_argument("--batches", type=int, default=30, help="train-mode passes that re-estimate the statistics")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    if args.n < 1 or args.batches < 0:
+        parser.error("--n must be at least 1 and --batches at least 0")
+    try:
+        print(table(args.run_dir, args.data, args.n, args.batches, args.device))
+    except InputError as e:
+        parser.exit(1, f"batch_norm.py: {e}\n")
+
+
+if __name__ == "__main__":
+    main()
