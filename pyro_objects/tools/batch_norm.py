@@ -60,10 +60,12 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
     torch.manual_seed(0)
     for k in range(batches):
         x = datasets.to_float(pool[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device))
-        model.train(), guide.train()
+        model.train()
+        guide.train()
         with torch.no_grad(), pyro.validation_enabled(False):
             elbo.differentiable_loss(model, guide, x, temperature=temperature, sigma=sigma)
-        model.eval(), guide.eval()
+        model.eval()
+        guide.eval()
         out["re-estimated"].append(row(model, guide))
     return out
 

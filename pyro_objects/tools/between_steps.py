@@ -48,14 +48,18 @@ from ..train import Stage
 from .bench import device_name, seconds
 
 
+def _random_images(cfg, n_train=None):
+    """uint8 [n, N, N, 3] of noise, as many (n_train; default: the config's) and as large as cfg's training set."""
+    return torch.randint(0, 256, (n_train or cfg.n_train, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8,
+                         generator=torch.Generator().manual_seed(0))
+
+
 def times(dataset, device, repeats=5, n_train=None):
     """{kind: [s, ...]} over repeats, after one warm-up of each: the four kinds above. On a CPU there is
     no copy, so the two batch kinds are one ("batch, on the device" is left out). n_train: the training
     set's size (default: the config's)."""
     cfg = config_for(dataset)
-    images = torch.randint(0, 256, (n_train or cfg.n_train, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    host = datasets.Dataset(dataset, images)
+    host = datasets.Dataset(dataset, _random_images(cfg, n_train))
     on_device = datasets.resident(host, device, free_bytes=float("inf"))
     order = torch.randperm(len(host), generator=torch.Generator().manual_seed(0))
     batches = itertools.cycle(order.split(cfg.batch_size))
@@ -89,9 +93,7 @@ def loop_times(dataset, device, steps=100, repeats=5, n_train=None):
     work on the same networks."""
     cfg = config_for(dataset)
     pyro.clear_param_store()  # the networks of a dataset timed before are not these
-    images = torch.randint(0, 256, (n_train or cfg.n_train, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
-    data = datasets.resident(datasets.Dataset(dataset, images), device, free_bytes=float("inf"))
+    data = datasets.resident(datasets.Dataset(dataset, _random_images(cfg, n_train)), device, free_bytes=float("inf"))
     torch.manual_seed(0)
     model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(), device)
     stage = Stage(1, cfg, model, guide, 0.0, device, Speed())
