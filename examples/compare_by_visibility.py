@@ -21,10 +21,10 @@ from pyro_objects.evaluate import decompose_batches, load_any
 BINS = ((0.0, 0.5, "under half"), (0.5, 0.9, "half to 90%"), (0.9, 1.01, "90% or more"))
 
 
-def per_object(run_dir, data, batch_size=100, device="cpu"):
-    """One run on a Dataset with ground truth -> {"iou": [N, K] (NaN: no visible object there),
-    "shown": [N, K] (visible share of each object's whole mask), "mse_objects", "mse_background": [N]}."""
-    cfg, model, guide, _ = load_any(run_dir, device)
+def per_object(model, guide, data, batch_size=100, device="cpu"):
+    """One run's model and guide (load_any's; guide None for a peer) on a Dataset with ground truth ->
+    {"iou": [N, K] (NaN: no visible object there), "shown": [N, K] (visible share of each object's
+    whole mask), "mse_objects", "mse_background": [N]}."""
     torch.manual_seed(0)  # a peer's first slots are drawn at random: as evaluate draws them
     out = {"iou": [], "shown": [], "mse_objects": [], "mse_background": []}
     for i, pred in enumerate(decompose_batches(model, guide, data.images, batch_size, device)):
@@ -64,11 +64,11 @@ def main():
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     try:
-        configs = [load_any(run, "cpu")[0] for run in (args.run_a, args.run_b)]
-        if configs[0].dataset != configs[1].dataset:
-            raise InputError(f"the runs are of {configs[0].dataset} and {configs[1].dataset}, not of one dataset")
-        data = datasets.load(configs[0].dataset, "eval", args.n, cfg=configs[0], cache=args.data)
-        a, b = (per_object(run, data, device=args.device) for run in (args.run_a, args.run_b))
+        (cfg_a, *run_a), (cfg_b, *run_b) = (load_any(run, args.device)[:3] for run in (args.run_a, args.run_b))
+        if cfg_a.dataset != cfg_b.dataset:
+            raise InputError(f"the runs are of {cfg_a.dataset} and {cfg_b.dataset}, not of one dataset")
+        data = datasets.load(cfg_a.dataset, "eval", args.n, cfg=cfg_a, cache=args.data)
+        a, b = (per_object(*run, data, device=args.device) for run in (run_a, run_b))
     except InputError as e:
         parser.exit(1, f"compare_by_visibility.py: {e}\n")
     print(table(a, b, (args.run_a, args.run_b)))

@@ -31,9 +31,9 @@ def test_compare_by_visibility_bins_every_object_and_its_last_row_is_the_runs_mi
     train_tiny(tiny_cfg, tmp_path / "run", max_steps=4)
     d = polygons.generate(16, seed=1, image_size=tiny_cfg.image_size)
     data = Dataset("polygons", d["images"], d["amodal"], d["count"])
-    a = compare.per_object(tmp_path / "run", data, batch_size=8)
-    rows = compare.table(a, a).splitlines()
     _, model, guide, _ = load_any(tmp_path / "run")
+    a = compare.per_object(model, guide, data, batch_size=8)
+    rows = compare.table(a, a).splitlines()
     scores, _ = decomposition_scores(model, guide, data, batch_size=8)
     cells = {row.split(" | ")[0].strip("| "): row.strip("| ").split(" | ")[1:] for row in rows[2:6]}
     assert cells["all"][1] == cells["all"][2] == f"{scores['mIOU']:.3f}"  # a run against itself: one mIOU, twice
