@@ -1,4 +1,5 @@
 import json
+import sys
 from pathlib import Path
 
 import pyro
@@ -96,6 +97,31 @@ def test_the_pyro_overhead_table_times_the_six_steps_against_the_plain_one():
     assert list(rows)[1:] == ["plain", "plain + float(loss)", "ELBO, pyro.module a no-op", "ELBO, parameters registered",
                               "the same + NaN read", "SVI.step"]
     assert rows["plain"] == "1.000" and all(float(r) > 0 for r in list(rows.values())[1:])
+
+
+def test_the_call_table_splits_each_steps_python_calls_by_part_and_the_parts_add_up():
+    from pyro_objects.tools.pyro_overhead import call_table
+    rows = {}
+    for line in call_table("polygons", 1, "cpu").splitlines():
+        if line.startswith("| ") and not line.startswith(("| part", "|---")):
+            part, *cells = (c.strip() for c in line.strip("| ").split(" | "))
+            rows[part.strip("*")] = [int(c.replace(",", "")) for c in cells]
+    parts = [p for p in rows if p != "all"]
+    assert len(parts) == 4 and rows["pyro.module, registering the parameters"][0] == 0  # the plain step registers nothing
+    assert rows["pyro.module, registering the parameters"][1] > 127  # at least a call for each of its 127 parameters
+    adam = rows["torch Adam's step"]
+    assert adam[0] == adam[1] > 0  # the same torch Adam over the same parameters in both
+    for column in range(3):
+        assert sum(rows[p][column] for p in parts) == rows["all"][column]
+
+
+def test_counting_host_syncs_on_a_cpu_says_in_one_line_that_it_needs_cuda(monkeypatch, capsys):
+    from pyro_objects.tools import pyro_overhead
+    monkeypatch.setattr(sys, "argv", ["pyro_overhead.py", "polygons", "--syncs", "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit:
+        pyro_overhead.main()
+    err = capsys.readouterr().err
+    assert exit.value.code == 1 and err.count("\n") == 1 and "needs a CUDA device" in err
 
 
 def test_the_between_steps_table_times_the_batch_the_figures_and_the_checkpoint():

@@ -123,6 +123,27 @@ def test_fused_adam_keeps_pyro_optim_adams_state_and_each_goes_on_from_the_other
             assert torch.allclose(s_mixed[name]["state"][0]["exp_avg_sq"], s["state"][0]["exp_avg_sq"], rtol=1e-4)
 
 
+def test_fused_adam_keeps_its_torch_adam_for_the_same_parameters_and_rebuilds_for_new_ones():
+    pyro.clear_param_store()
+    a, b = (pyro.param(name, torch.ones(n)).unconstrained() for name, n in (("a", 3), ("b", 2)))
+    optim = fast.FusedAdam({"lr": 0.1})
+
+    def step(params):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        optim(params)
+
+    step({a})
+    adam = optim.adam
+    step([a])  # the same parameters, handed over again: the same torch Adam
+    assert optim.adam is adam and optim.names == ["a"]
+    step({b, a})  # a new one: rebuilt, in the param store's order, with a's moments kept
+    assert optim.adam is not adam and optim.names == ["a", "b"]
+    state = optim.get_state()
+    assert int(state["a"]["state"][0]["step"]) == 3 and int(state["b"]["state"][0]["step"]) == 1
+    assert torch.allclose(a, torch.full((3,), 1 - 0.3), atol=1e-4)  # Adam's steps are lr each for a constant gradient
+
+
 def test_moments_saved_in_one_layout_go_on_in_the_other():
     """--channels-last may change on resume: the moments take their parameter's layout (the fused
     kernel on a GPU refuses a mix), with their values."""

@@ -20,13 +20,13 @@ class FusedAdam(pyro.optim.PyroOptim):
         """optim_args: torch Adam's, e.g. {"lr": 5e-4}; capturable: the update may be recorded in a CUDA graph."""
         super().__init__(torch.optim.Adam, optim_args)
         self.capturable = capturable
-        self.adam, self.names = None, []
+        self.adam, self.names, self.ids = None, [], set()
 
     def __call__(self, params, *args, **kwargs):
-        store = pyro.get_param_store()
-        params = sorted(params, key=store.param_name)
-        if self.adam is None or [store.param_name(p) for p in params] != self.names:
-            self._build(params)
+        params = list(params)
+        if self.adam is None or set(map(id, params)) != self.ids:  # C-level: no Python call a parameter
+            store = pyro.get_param_store()
+            self._build(sorted(params, key=store.param_name))
         self.adam.step()
         if not self.capturable:
             for p in params:
@@ -39,6 +39,7 @@ class FusedAdam(pyro.optim.PyroOptim):
         self.adam = torch.optim.Adam(params, **self.pt_optim_args, fused=on_gpu or None,
                                      capturable=self.capturable and on_gpu)
         self.names = [pyro.get_param_store().param_name(p) for p in params]
+        self.ids = set(map(id, params))  # the Adam holds the parameters, so no id is reused while it lives
         self.optim_objs = dict.fromkeys(params, self.adam)
         state = self.adam.state_dict()
         for i, name in enumerate(self.names):

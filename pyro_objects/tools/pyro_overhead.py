@@ -21,12 +21,26 @@ kernels, so the graphed steps pay none of this.
 counts instead what the Pyro step does on the host: the aten operators that the plain loss and the
 ELBO dispatch in a forward and backward pass, and, under cProfile, the milliseconds a `SVI.step`
 spends in Pyro's own Python and in `pyro.module` (cProfile slows Python, so read these as shares).
+
+    python -m pyro_objects.tools.pyro_overhead polygons --calls --batch 2 --device cpu
+
+counts the Python function calls of one step (generator resumptions included), a measure of host
+work that does not vary from run to run: the plain step's, and a `SVI.step`'s with the GPU's
+optimiser (`fast.FusedAdam`) split by where they happen.
+
+    python -m pyro_objects.tools.pyro_overhead polygons --syncs
+
+counts the host syncs of one `SVI.step` and of one plain step (CUDA only: PyTorch's sync debug
+mode warns at each), with the Python lines that caused them.
 """
 import argparse
 import collections
 import cProfile
 import pstats
 import statistics
+import sys
+import traceback
+import warnings
 
 import pyro
 import torch
@@ -159,6 +173,93 @@ def host_table(dataset, B, device, profiled_steps=20):
         f"| {dataset} | {step:.2f} | {pyro_own:.2f} | {module:.2f} |"])
 
 
+PARTS = {  # (file, function): the part of a step whose Python calls it and its callees make
+    ("pyro/primitives.py", "module"): "pyro.module, registering the parameters",
+    ("fast/optim.py", "__call__"): "FusedAdam's own, around Adam's step",
+    ("torch/optim/adam.py", "step"): "torch Adam's step",
+}
+
+
+def call_table(dataset, B, device):
+    """A Markdown table of the Python calls in one step, the plain step's and SVI.step's (with the GPU's
+    optimiser, fast.FusedAdam), each split by the part of the step they happen in."""
+    cfg = config_for(dataset)
+    model, guide, x, stage = eager_stage(cfg, B, device)
+    stage.svi.optim = fast.FusedAdam({"lr": cfg.lr})  # the GPU's optimiser, on any device
+    temperature, sigma = 1.0, cfg.sigma[0]
+    kinds = {"plain": plain_training_step(model, guide, x, temperature, sigma, stage.elbo),
+             "SVI.step": lambda: stage.svi.step(x, temperature=temperature, sigma=sigma)}
+    rest = "the rest: networks, loss (the ELBO's traces and sites), backward, SVI's own"
+    counts = {}
+    with pyro.validation_enabled(False):
+        for name, step in kinds.items():
+            for _ in range(3):
+                step()
+            count, inside = collections.Counter(), []
+
+            def profile(frame, event, arg):
+                code = frame.f_code
+                part = next((p for (f, fn), p in PARTS.items()
+                             if code.co_name == fn and code.co_filename.endswith(f)), None)
+                if event == "call":
+                    count[inside[-1] if inside else rest] += 1
+                    if part:
+                        inside.append(part)
+                elif event == "return" and part and inside:
+                    inside.pop()
+
+            sys.setprofile(profile)
+            try:
+                step()
+            finally:
+                sys.setprofile(None)
+            counts[name] = count
+    plain, svi = counts["plain"], counts["SVI.step"]
+    lines = [f"{dataset}, batch {B}, {device_name(device)}, eager fp32, one step after 3, generator resumptions counted",
+             "", "| part of the step | plain | SVI.step | SVI.step − plain |", "|---|---|---|---|"]
+    for part in [*PARTS.values(), rest]:
+        lines.append(f"| {part} | {plain[part]:,} | {svi[part]:,} | {svi[part] - plain[part]:+,} |")
+    total = sum(plain.values()), sum(svi.values())
+    lines.append(f"| **all** | {total[0]:,} | {total[1]:,} | {total[1] - total[0]:+,} |")
+    return "\n".join(lines)
+
+
+def sync_table(dataset, B, device):
+    """A Markdown table of the host syncs in one eager SVI.step and one plain step, and where each comes from."""
+    if not str(device).startswith("cuda"):
+        raise InputError("counting host syncs needs a CUDA device (PyTorch's sync debug mode is CUDA's)")
+    cfg = config_for(dataset)
+    model, guide, x, stage = eager_stage(cfg, B, device)
+    temperature, sigma = 1.0, cfg.sigma[0]
+    kinds = {"SVI.step": lambda: stage.step(x, temperature, sigma),
+             "plain": plain_training_step(model, guide, x, temperature, sigma, stage.elbo)}
+    lines = [f"{dataset}, batch {B}, {device_name(device)}, eager fp32, one step after 3", "",
+             "| step | host syncs | from (innermost frames outside torch) |", "|---|---|---|"]
+    with pyro.validation_enabled(False):
+        for name, step in kinds.items():
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize(device)
+            where = collections.Counter()
+
+            def seen(message, category, filename, lineno, file=None, line=None):
+                frames = [f for f in traceback.extract_stack()[:-1]
+                          if "/torch/" not in f.filename and "warnings" not in f.filename]
+                where[" < ".join(f"{f.filename.rsplit('/', 2)[-2]}/{f.filename.rsplit('/', 1)[-1]}:{f.lineno}"
+                                 for f in reversed(frames[-3:]))] += 1
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = seen
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    step()
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            lines.append(f"| {name} | {sum(where.values())} | {'; '.join(f'{n}× {w}' for w, n in where.items()) or '—'} |")
+    return "\n".join(lines)
+
+
 VIEWS = {"view", "expand", "detach", "unsqueeze", "squeeze", "slice", "select", "_unsafe_view", "permute", "t",
          "transpose", "reshape", "alias", "as_strided", "lift_fresh", "unbind", "split", "split_with_sizes"}
 
@@ -172,6 +273,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--host", action="store_true", help="count operators and profile Pyro's host work instead")
+    parser.add_argument("--calls", action="store_true", help="count the Python calls of one step instead")
+    parser.add_argument("--syncs", action="store_true", help="count the host syncs of one step instead (CUDA)")
     args = parser.parse_args()
     if min(args.batch, args.rounds, args.steps) < 1 or args.warmup < 0:
         parser.error("--batch, --rounds and --steps must be at least 1, --warmup at least 0")
@@ -179,7 +282,14 @@ def main():
         config_for(args.dataset)
     except InputError as e:  # an unknown dataset: the config's own line
         parser.exit(1, f"pyro_overhead.py: {e}\n")
-    if args.host:
+    if args.syncs:
+        try:
+            print(sync_table(args.dataset, args.batch, args.device))
+        except InputError as e:
+            parser.exit(1, f"pyro_overhead.py: {e}\n")
+    elif args.calls:
+        print(call_table(args.dataset, args.batch, args.device))
+    elif args.host:
         print(host_table(args.dataset, args.batch, args.device, args.steps))
     else:
         print(table(args.dataset, args.batch, args.device, args.rounds, args.steps, args.warmup))
