@@ -180,15 +180,21 @@ PARTS = {  # (file, function): the part of a step whose Python calls it and its 
 }
 
 
+def plain_and_svi_step(dataset, B, device):
+    """{"plain": ..., "SVI.step": ...}: the plain step and stage 1's eager SVI.step with the GPU's optimiser
+    (fast.FusedAdam, on any device), on B held-out images; each a function taking one step."""
+    cfg = config_for(dataset)
+    model, guide, x, stage = eager_stage(cfg, B, device)
+    stage.svi.optim = fast.FusedAdam({"lr": cfg.lr})
+    temperature, sigma = 1.0, cfg.sigma[0]
+    return {"plain": plain_training_step(model, guide, x, temperature, sigma, stage.elbo),
+            "SVI.step": lambda: stage.svi.step(x, temperature=temperature, sigma=sigma)}
+
+
 def call_table(dataset, B, device):
     """A Markdown table of the Python calls in one step, the plain step's and SVI.step's (with the GPU's
     optimiser, fast.FusedAdam), each split by the part of the step they happen in."""
-    cfg = config_for(dataset)
-    model, guide, x, stage = eager_stage(cfg, B, device)
-    stage.svi.optim = fast.FusedAdam({"lr": cfg.lr})  # the GPU's optimiser, on any device
-    temperature, sigma = 1.0, cfg.sigma[0]
-    kinds = {"plain": plain_training_step(model, guide, x, temperature, sigma, stage.elbo),
-             "SVI.step": lambda: stage.svi.step(x, temperature=temperature, sigma=sigma)}
+    kinds = plain_and_svi_step(dataset, B, device)
     rest = "the rest: networks, loss (the ELBO's traces and sites), backward, SVI's own"
     counts = {}
     with pyro.validation_enabled(False):
@@ -198,6 +204,8 @@ def call_table(dataset, B, device):
             count, inside = collections.Counter(), []
 
             def profile(frame, event, arg):
+                if event not in ("call", "return"):  # calls of C functions: not counted
+                    return
                 code = frame.f_code
                 part = next((p for (f, fn), p in PARTS.items()
                              if code.co_name == fn and code.co_filename.endswith(f)), None)
@@ -228,11 +236,7 @@ def sync_table(dataset, B, device):
     """A Markdown table of the host syncs in one eager SVI.step and one plain step, and where each comes from."""
     if not str(device).startswith("cuda"):
         raise InputError("counting host syncs needs a CUDA device (PyTorch's sync debug mode is CUDA's)")
-    cfg = config_for(dataset)
-    model, guide, x, stage = eager_stage(cfg, B, device)
-    temperature, sigma = 1.0, cfg.sigma[0]
-    kinds = {"SVI.step": lambda: stage.step(x, temperature, sigma),
-             "plain": plain_training_step(model, guide, x, temperature, sigma, stage.elbo)}
+    kinds = plain_and_svi_step(dataset, B, device)
     lines = [f"{dataset}, batch {B}, {device_name(device)}, eager fp32, one step after 3", "",
              "| step | host syncs | from (innermost frames outside torch) |", "|---|---|---|"]
     with pyro.validation_enabled(False):
