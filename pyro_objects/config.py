@@ -68,6 +68,9 @@ class Config:
     sigma_warmup_epochs: int = 0
     lr_decay_epochs: tuple = ()     # stage 1's learning rate is multiplied by lr_decay at the start of each
     lr_decay: float = 0.2
+    batch_growth_epochs: tuple = () # stage 1's batch is multiplied by batch_growth at the start of each,
+    batch_growth: int = 2           # and its learning rate by batch_growth_lr (docs/PERFORMANCE.md)
+    batch_growth_lr: float = 1.0
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -214,6 +217,11 @@ def check(cfg):
         "sigma_warmup_epochs": (count(cfg.sigma_warmup_epochs, 0), "a whole number, at least 0"),
         "lr_decay_epochs": (all(count(e, 0) for e in cfg.lr_decay_epochs), "whole numbers of epochs, e.g. 72,107"),
         "lr_decay": (number(cfg.lr_decay) and cfg.lr_decay > 0, "a positive number"),
+        "batch_growth_epochs": (all(count(e, 1) for e in cfg.batch_growth_epochs)
+                                and list(cfg.batch_growth_epochs) == sorted(set(cfg.batch_growth_epochs)),
+                                "whole numbers of epochs from 1, rising, e.g. 4,8"),
+        "batch_growth": (count(cfg.batch_growth, 1), "a whole number, at least 1"),
+        "batch_growth_lr": (number(cfg.batch_growth_lr) and cfg.batch_growth_lr > 0, "a positive number"),
         "xi_positions": (cfg.xi_positions in ("own", "all"), "'own' or 'all'"),
         "depth_blend": (cfg.depth_blend in ("order", "softmax"), "'order' or 'softmax'"),
         "temperature_reading": (cfg.temperature_reading in ("inverse", "epoch"), "'inverse' or 'epoch'"),

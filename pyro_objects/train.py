@@ -55,7 +55,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         model, guide, at = _networks(run, device, speed)
         data = datasets.resident(data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache),
                                  device)  # batches gathered on the GPU, where the images fit
-        steps_per_epoch = steps_in_epoch(cfg, data)
+        steps_per_epoch = [steps_in_epoch(cfg, data, e) for e in range(cfg.epochs)]
         if lead:  # written once the run can start, so that a refused one leaves nothing behind
             run.dir.mkdir(parents=True, exist_ok=True)
             save_config(run.dir, cfg)
@@ -65,34 +65,35 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=run.cache)
         stage = Stage(at["stage"], cfg, model, guide, at["lr"], device, speed, run.state and run.state["optim"])
         log = Log(run.dir, run.state is not None) if lead else None
-        bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=at["step"], disable=not (progress and lead),
+        bar = tqdm(total=sum(steps_per_epoch), initial=at["step"], disable=not (progress and lead),
                    unit="step", dynamic_ncols=True)
         restores, failing, stopped = 0, False, False  # restores since the last checkpoint; whether the last step failed
         while at["epoch"] < cfg.epochs and not stopped:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(
                 schedules.epoch_order_seed(run.seed, at["epoch"])))
-            while at["batch"] < steps_per_epoch:
+            batch_size = schedules.batch_size(cfg, at["epoch"])
+            while at["batch"] < steps_per_epoch[at["epoch"]]:
                 if fast.any_rank(clock.out_of_time()) or (max_steps is not None and at["step"] >= max_steps):
                     stopped = True
                     break
                 if schedules.stage(cfg, at["epoch"]) != stage.number:  # stage 2: new networks, a fresh optimiser
                     at.update(stage=2, lr=run.stage_2_lr)
                     stage = Stage(2, cfg, model, guide, at["lr"], device, speed)
-                x = data.batch(_share(order, at["batch"], cfg.batch_size), device)
+                x = data.batch(_share(order, at["batch"], batch_size), device)
                 torch.manual_seed(schedules.step_seed(run.seed, at["step"], fast.rank()))
                 clock.tick()
-                loss = stage.step(x, schedules.temperature(cfg, at["step"]), schedules.sigma(cfg, at["epoch"]))
+                loss = stage.step(x, schedules.temperature(cfg, at["images"]), schedules.sigma(cfg, at["epoch"]))
                 if fast.any_rank(not math.isfinite(loss)):
                     restores, failing = restores + 1, True
                     stage = _fall_back(run, model, guide, at, restores, device, speed, bar)
                     continue
                 failing = False
-                at.update(step=at["step"] + 1, batch=at["batch"] + 1)
+                at.update(step=at["step"] + 1, batch=at["batch"] + 1, images=at["images"] + batch_size)
                 clock.tock()
-                if lead and (at["step"] % log_every == 0 or at["batch"] == steps_per_epoch):
-                    log.step(at, loss, stage.elbo.last_terms, schedules.temperature(cfg, at["step"]),
-                             schedules.sigma(cfg, at["epoch"]), cfg.batch_size / clock.step_time)
-                    bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / clock.step_time:.0f}")
+                if lead and (at["step"] % log_every == 0 or at["batch"] == steps_per_epoch[at["epoch"]]):
+                    log.step(at, loss, stage.elbo.last_terms, schedules.temperature(cfg, at["images"]),
+                             schedules.sigma(cfg, at["epoch"]), batch_size / clock.step_time)
+                    bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
                     with clock.paused():
@@ -100,7 +101,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
                 lr = schedules.learning_rate(cfg, at["lr"], at["epoch"])
-                if lr != at["lr"]:  # a step down: Adam's moments go on
+                grown = at["epoch"] < cfg.epochs and schedules.batch_size(cfg, at["epoch"]) != batch_size
+                if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
                 _checkpoint(run, model, guide, stage, at, clock, lead)
                 restores = 0
@@ -207,23 +209,32 @@ def _networks(run, device, speed):
     pyro.clear_param_store()
     torch.manual_seed(run.seed)
     model, guide = Model(run.cfg).to(device), Guide(run.cfg).to(device)
-    at = {"epoch": 0, "batch": 0, "step": 0, "stage": 1, "lr": run.lr}
+    at = {"epoch": 0, "batch": 0, "step": 0, "images": 0, "stage": 1, "lr": run.lr}
     if run.state is not None:
         model.load_state_dict(run.state["model"])
         guide.load_state_dict(run.state["guide"])
-        at.update({k: run.state[k] for k in ("epoch", "batch", "step")}, stage=run.state.get("stage", 1))
+        at.update(position(run.state))
     fast.accelerate(model, guide, speed, device)
     return model, guide, at
 
 
-def steps_in_epoch(cfg, data):
-    """Full batches in an epoch of data, once its images fit cfg; else an InputError."""
+def steps_in_epoch(cfg, data, epoch=0):
+    """Full batches in epoch `epoch` of data, once its images fit cfg; else an InputError."""
     if data.image_size != cfg.image_size:
         raise InputError(f"images are {data.image_size}×{data.image_size} but {cfg.dataset} needs "
                          f"{cfg.image_size}×{cfg.image_size}")
-    if len(data) < cfg.batch_size:
-        raise InputError(f"{len(data)} training images are fewer than one batch of {cfg.batch_size}")
-    return len(data) // cfg.batch_size
+    batch_size = schedules.batch_size(cfg, epoch)
+    if len(data) < batch_size:
+        raise InputError(f"{len(data)} training images are fewer than one batch of {batch_size}"
+                         + (f" (epoch {epoch}'s, after batch_growth_epochs)" if batch_size != cfg.batch_size else ""))
+    return len(data) // batch_size
+
+
+def position(state):
+    """Where a checkpoint's training stands: {epoch, batch, step, images, stage}. Checkpoints from before the
+    batch could grow count images as steps × batch size."""
+    return {**{k: state[k] for k in ("epoch", "batch", "step")}, "stage": state.get("stage", 1),
+            "images": state.get("images", state["step"] * state["config"]["batch_size"])}
 
 
 def _share(order, batch, batch_size):
@@ -238,7 +249,7 @@ def _checkpoint(run, model, guide, stage, at, clock, lead):
         save_checkpoint(run.dir, {
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
             "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
-            "temperature": schedules.temperature(run.cfg, at["step"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
+            "temperature": schedules.temperature(run.cfg, at["images"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
             "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": run.cache,
             "cache_fingerprint": run.cache_fingerprint})
     if fast.world_size() > 1:
@@ -263,7 +274,7 @@ def _fall_back(run, model, guide, at, restores, device, speed, bar):
     guide.load_state_dict(state["guide"])
     if at["stage"] == 2:  # if the checkpoint is of stage 1, stage 2 starts again, at half its rate too
         run.stage_2_lr = lr / 2
-    at.update({k: state[k] for k in ("epoch", "batch", "step")}, stage=state.get("stage", 1), lr=lr / 2)
+    at.update(position(state), lr=lr / 2)
     return Stage(at["stage"], run.cfg, model, guide, at["lr"], device, speed, state["optim"])
 
 

@@ -32,7 +32,7 @@ def reference(cfg, seed=0, world=2):
             for r in range(world):
                 x = images.batch(order[batch * cfg.batch_size + r * local:][:local])
                 torch.manual_seed(step_seed(seed, step, r))
-                elbo.differentiable_loss(model, guide, x, temperature=temperature(cfg, step),
+                elbo.differentiable_loss(model, guide, x, temperature=temperature(cfg, step * cfg.batch_size),
                                          sigma=sigma(cfg, epoch)).backward()
             x = images.batch(order[batch * cfg.batch_size:][:cfg.batch_size])
             probs = torch.softmax(guide.theta_logits(x), -1)

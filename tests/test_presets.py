@@ -32,8 +32,7 @@ def test_paper_training_sets_app_bs_schedules_and_leaves_the_networks_ours(name)
     # App. B: σ switches after epoch 150 of 500, the rate stays 5e-4, the temperature is 0.3·2^(0.0001·epoch)
     assert schedules.sigma(paper, 149) == paper.sigma[0] and schedules.sigma(paper, 150) == paper.sigma[1]
     assert all(schedules.learning_rate(paper, 5e-4, e) == 5e-4 for e in range(paper.epochs))
-    step_of_epoch_400 = 400 * paper.n_train // paper.batch_size
-    assert schedules.temperature(paper, step_of_epoch_400) == pytest.approx(0.3 * 2 ** (0.0001 * 400))
+    assert schedules.temperature(paper, 400 * paper.n_train) == pytest.approx(0.3 * 2 ** (0.0001 * 400))
 
 
 def test_an_unknown_preset_is_one_line_and_a_resumed_run_keeps_its_own(tmp_path):

@@ -7,12 +7,12 @@ import torch
 
 from pyro_objects import runs
 from pyro_objects.cli.common import parse_duration
-from pyro_objects.config import CLEVR3, POLYGONS, Speed
+from pyro_objects.config import CLEVR3, POLYGONS, Speed, check
 from pyro_objects.errors import InputError, TrainingError
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 from pyro_objects.runs import has_scene_prior, load_checkpoint
-from pyro_objects.schedules import sigma, temperature
+from pyro_objects.schedules import batch_size, sigma, temperature
 from pyro_objects.train import Stage
 
 
@@ -79,6 +79,28 @@ def test_the_learning_rate_steps_down_on_schedule_through_a_resume_and_stage_2_s
     assert sigmas == pytest.approx([0.05] * 8 + [0.02] * 4 + [0.01] * 4)  # the wide epochs went on through the resume
     assert resumed["stage"] == whole["stage"] == 2 and resumed["lr"] == whole["lr"] == cfg.lr  # new networks, base rate
     same_networks(whole, resumed)
+
+
+def test_the_batch_grows_on_schedule_with_its_rate_through_a_resume_and_stage_2_keeps_the_first(
+        tiny_cfg, tmp_path, train_tiny):
+    cfg = tiny_cfg.replace(epochs=4, hyperprior_epochs=1, batch_growth_epochs=(1, 2), batch_growth=2, batch_growth_lr=1.5)
+    assert [batch_size(cfg, e) for e in range(4)] == [8, 16, 32, 8]  # of 32 images: 4, 2, 1, then stage 2's 4 steps
+    whole = train_tiny(cfg, tmp_path / "whole")
+    split = train_tiny(cfg, tmp_path / "split", max_steps=5)  # stops in epoch 1, after the first growth
+    assert (split["epoch"], split["batch"], split["step"], split["images"]) == (1, 1, 5, 48)
+    assert split["lr"] == pytest.approx(cfg.lr * 1.5) and adam_steps(split) == {5}  # the moments went on
+    resumed = train_tiny(cfg, tmp_path / "split", resume=True)
+    assert resumed["step"] == whole["step"] == 11 and resumed["images"] == whole["images"] == 3 * 32 + 32
+    with open(tmp_path / "split" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([cfg.lr] * 4 + [cfg.lr * 1.5] * 2 + [cfg.lr * 2.25] + [cfg.lr] * 4)
+    images = [8, 16, 24, 32, 48, 64, 96]  # after each stage-1 step: θ's temperature follows the images, not the steps
+    assert [float(r["temperature"]) for r in rows[:7]] == pytest.approx([temperature(cfg, i) for i in images])
+    same_networks(whole, resumed)
+    with pytest.raises(InputError, match="fewer than one batch of 64 .epoch 1's"):
+        train_tiny(cfg.replace(batch_growth=8), tmp_path / "too-large")
+    with pytest.raises(InputError, match="batch_growth_epochs"):
+        check(cfg.replace(batch_growth_epochs=(2, 1)))
 
 
 def test_a_resumed_run_goes_on_with_new_loss_weights_when_given_them(tiny_cfg, tmp_path, train_tiny):
@@ -199,14 +221,13 @@ def test_corrupt_and_missing_checkpoints_are_named(tmp_path):
 def test_schedules_and_durations(tiny_cfg):
     cfg = tiny_cfg.replace(sharpness=(0.3, 1e-4), batch_size=100)  # App. B's 0.3·2^(1e-4·i)
     assert temperature(cfg, 0) == pytest.approx(1 / 0.3)
-    assert temperature(cfg, 10_000) == pytest.approx(1 / 0.6)
-    assert temperature(cfg, 10 ** 7) == cfg.min_temperature
-    assert temperature(cfg.replace(batch_size=1000), 1_000) == pytest.approx(1 / 0.6)  # the same images seen
+    assert temperature(cfg, 1_000_000) == pytest.approx(1 / 0.6)  # 10,000 steps of 100 images
+    assert temperature(cfg, 10 ** 9) == cfg.min_temperature
     assert [sigma(POLYGONS, e) for e in (0, 3, 4, 249, 250)] == pytest.approx(
         [0.01, 0.01, 0.01 / 3 ** 0.5, 0.01 / 3 ** 0.5, 0.01 / 5 ** 0.5])  # 4 wide epochs, then App. B's two
     assert sigma(CLEVR3, 0) == pytest.approx(0.01 / 3 ** 0.5)  # no warm-up where none was measured
     printed = cfg.replace(temperature_reading="epoch", n_train=1000)  # App. B as printed: 0.3·2^(1e-4·epoch)
-    assert temperature(printed, 0) == pytest.approx(0.3) and temperature(printed, 10 * 499) == pytest.approx(0.3 * 2 ** 0.0499)
+    assert temperature(printed, 0) == pytest.approx(0.3) and temperature(printed, 1000 * 499) == pytest.approx(0.3 * 2 ** 0.0499)
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")

@@ -29,7 +29,7 @@ from .common import command_line, parse_duration, pick_device
                    f"({', '.join(LOSS_WEIGHTS)}).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True),
               help="Adam's learning rate (default: the config's); with --resume, the rate to go on with. "
-                   "Either way the config's lr_decay_epochs still step it down.")
+                   "Either way the config's lr_decay_epochs still step it down (and batch_growth_epochs scale it).")
 @click.option("--no-hyperprior", is_flag=True,
               help="Skip stage 2 (the scene prior over y): the ablation of Table 2; recorded as hyperprior_epochs 0.")
 @click.option("--data", "cache", type=click.Path(file_okay=False),

@@ -31,6 +31,7 @@ from ..elbo import from_config
 from ..errors import InputError
 from ..evaluate import decomposition_scores
 from ..runs import load_run
+from ..train import position
 
 METRICS = ("mIOU", "FG-ARI", "MSE")
 
@@ -56,7 +57,7 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
            "batch statistics": [row(copy.deepcopy(model).train(), copy.deepcopy(guide).train())],
            "re-estimated": []}
     elbo = from_config(cfg)
-    temperature, sigma = schedules.temperature(cfg, state["step"]), schedules.sigma(cfg, state["epoch"])
+    temperature, sigma = schedules.temperature(cfg, position(state)["images"]), schedules.sigma(cfg, state["epoch"])
     torch.manual_seed(0)
     for k in range(batches):
         x = datasets.to_float(pool[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device))
