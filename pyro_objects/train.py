@@ -2,9 +2,9 @@
 
     for each epoch:
         for each batch of the epoch's fixed shuffle:
-            stage 1: svi.step(x, temperature=τ(step), sigma=σ(epoch))   the ELBO of Sec. 4 (elbo.py)
-            stage 2: svi.step(n, θ, z, d) at the guide's modes of x     the scene prior alone
-        the learning rate steps down on schedule; checkpoint; figures (at most once a minute)
+            stage 1: svi.step(x, temperature=τ(images), sigma=σ(epoch))   the ELBO of Sec. 4 (elbo.py)
+            stage 2: svi.step(n, θ, z, d) at the guide's modes of x       the scene prior alone
+        the learning rate (and the batch) change on schedule; checkpoint; figures (at most once a minute)
 
 Stage 1 trains the decoders and the guide with the fixed priors (no y). Stage 2, the
 last `cfg.hyperprior_epochs` epochs, freezes them and fits ζ, ξ and Q(y | z, θ, d) on
