@@ -101,7 +101,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
                 lr = schedules.learning_rate(cfg, at["lr"], at["epoch"])
-                grown = at["epoch"] < cfg.epochs and schedules.batch_size(cfg, at["epoch"]) != batch_size
+                grown = at["epoch"] < cfg.epochs and schedules.stage(cfg, at["epoch"]) == stage.number \
+                    and schedules.batch_size(cfg, at["epoch"]) != batch_size  # (stage 2 builds its own Stage)
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
                 _checkpoint(run, model, guide, stage, at, clock, lead)

@@ -222,6 +222,7 @@ def test_schedules_and_durations(tiny_cfg):
     cfg = tiny_cfg.replace(sharpness=(0.3, 1e-4), batch_size=100)  # App. B's 0.3·2^(1e-4·i)
     assert temperature(cfg, 0) == pytest.approx(1 / 0.3)
     assert temperature(cfg, 1_000_000) == pytest.approx(1 / 0.6)  # 10,000 steps of 100 images
+    assert temperature(cfg.replace(batch_size=1000), 1_000_000) == pytest.approx(1 / 0.6)  # the batch does not enter
     assert temperature(cfg, 10 ** 9) == cfg.min_temperature
     assert [sigma(POLYGONS, e) for e in (0, 3, 4, 249, 250)] == pytest.approx(
         [0.01, 0.01, 0.01 / 3 ** 0.5, 0.01 / 3 ** 0.5, 0.01 / 5 ** 0.5])  # 4 wide epochs, then App. B's two
