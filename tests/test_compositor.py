@@ -134,3 +134,15 @@ def test_the_softmax_blend_sums_to_one_where_the_soft_order_does_not():
     assert torch.allclose(w.sum(1) + w_bg, torch.ones(2, 5, 5), atol=1e-6)
     near_first = softmax_weights(torch.ones(1, 2, 1, 1), torch.tensor([[0.2, 0.6]]), 0.01)[0]
     assert near_first[0, 0, 0, 0] > 0.999  # as τ → 0 the nearest covering object takes the pixel
+
+
+@pytest.mark.parametrize("d, expected", [(0.5, 15), (0.95, 0)])
+def test_faint_alpha_takes_the_background_under_the_softmax_blend_only_far_from_d_1(d, expected):
+    from pyro_objects.tools.blend_patches import taken
+    placed = torch.zeros(1, 1, 4, 4, 4)
+    placed[:, :, 3] = 1e-3  # a faint canvas ...
+    placed[0, 0, 3, 1, 1] = 0.9  # ... around a one-pixel shape
+    d = torch.tensor([[d]])
+    # α e^((1 - d)/τ): 1e-3 · e^10 ≈ 22 beats the background's 1 at d = 0.5; 1e-3 · e^1 does not at d = 0.95
+    assert taken(placed, d, "softmax", 0.05).tolist() == [expected]
+    assert taken(placed, d, "order", 0.05).tolist() == [0]  # the soft order's weight never exceeds alpha
