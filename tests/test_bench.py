@@ -173,3 +173,23 @@ def test_the_batch_norm_table_scores_the_checkpoint_as_evaluate_does_and_batch_s
     assert len(rows["batch statistics"]) == 1 and len(rows["re-estimated"]) == 2
     # three steps leave the running statistics near their start (mean 0, variance 1): a batch's own differ
     assert rows["batch statistics"][0]["MSE"] != expected["MSE"]
+
+
+def test_recalibrated_batch_norm_holds_the_statistics_of_the_decompositions_it_saw(tiny_cfg, train_tiny, tmp_path):
+    import copy
+    from pyro_objects.data import polygons, to_float
+    from pyro_objects.runs import load_run
+    from pyro_objects.tools.batch_norm import recalibrated
+    cfg = tiny_cfg.replace(obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")  # batch norm in the object encoder
+    train_tiny(cfg, tmp_path / "run", max_steps=3)
+    _, model, guide, _ = load_run(tmp_path / "run")
+    images = polygons.generate(cfg.batch_size, seed=5, image_size=cfg.image_size)["images"]
+    before = [b.clone() for b in guide.state_dict().values()]
+    model2, guide2 = recalibrated(model, guide, images, 1, cfg.batch_size)
+    assert all(torch.equal(a, b) for a, b in zip(before, guide.state_dict().values()))  # the run's own stay
+    x = to_float(images)
+    with torch.no_grad():  # one batch seen: its eval-mode modes are the train-mode ones of that batch
+        z_batch = copy.deepcopy(guide).train().modes(x)["z"]
+        z_recalibrated, z_running = guide2.modes(x)["z"], guide.modes(x)["z"]
+    assert torch.allclose(z_recalibrated, z_batch, rtol=1e-2, atol=1e-3)
+    assert not torch.allclose(z_running, z_batch, rtol=1e-2, atol=1e-3)

@@ -1,5 +1,5 @@
 """Whether batch norm's statistics can swing a trained run's checks. The weights stay as the
-checkpoint holds them; RUN's held-out decomposition is scored three ways:
+checkpoint holds them; RUN's held-out decomposition is scored five ways:
 
     python -m pyro_objects.tools.batch_norm RUN --data DIR --n 500 --batches 30
 
@@ -7,9 +7,15 @@ checkpoint holds them; RUN's held-out decomposition is scored three ways:
                              checkpoint's own running means and variances
     batch statistics         train mode, each batch of 100 normalised by its own statistics
                              (on copies of the networks, so the running statistics stay)
+    batch statistics,        the same, with train mode in the object encoder alone (the guide's
+      encoder only           only batch norm): whether the gap is the encoder's or the decoder's
     re-estimated             eval mode again after each of --batches train-mode passes of the ELBO
                              over other images, which move the running statistics as training does
                              (momentum 0.1) while the weights stay: median and range over the passes
+    recalibrated             eval mode, every batch norm's statistics replaced by their plain average
+                             over --batches train-mode decompositions of other images: the inputs a
+                             decomposition feeds the networks (θ's one-hot mode, z's mean), where
+                             training feeds them samples
 
 If the checks of a run swing while its training loss does not, and the batch statistics hold
 where the running ones fall, the running statistics are the cause; if re-estimating them from the
@@ -26,12 +32,11 @@ import pyro
 import torch
 
 from .. import data as datasets
-from .. import schedules
+from ..decompose import decompose
 from ..elbo import from_config
 from ..errors import InputError
 from ..evaluate import decomposition_scores
 from ..runs import load_run
-from ..train import position
 
 METRICS = ("mIOU", "FG-ARI", "MSE")
 
@@ -55,9 +60,11 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
 
     out = {"running statistics": [row(model, guide)],
            "batch statistics": [row(copy.deepcopy(model).train(), copy.deepcopy(guide).train())],
+           "batch statistics, encoder only": [row(model, _encoder_in_train_mode(copy.deepcopy(guide)))],
+           "recalibrated": [row(*recalibrated(model, guide, pool, batches, cfg.batch_size, device))] if batches else [],
            "re-estimated": []}
     elbo = from_config(cfg)
-    temperature, sigma = schedules.temperature(cfg, position(state)["images"]), schedules.sigma(cfg, state["epoch"])
+    temperature, sigma = state["temperature"], state["sigma"]  # where training stood (shipped models keep both)
     torch.manual_seed(0)
     for k in range(batches):
         x = datasets.to_float(pool[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device))
@@ -71,6 +78,27 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
     return out
 
 
+def _encoder_in_train_mode(guide):
+    guide.encode_object.train()
+    return guide
+
+
+def recalibrated(model, guide, images, batches, batch_size, device="cpu"):
+    """Copies of model and guide whose batch norms hold the plain average of their statistics over
+    `batches` train-mode decompositions of images (uint8 [M, H, W, 3]) -> (model, guide), in eval mode."""
+    model, guide = copy.deepcopy(model), copy.deepcopy(guide)
+    norms = [m for net in (model, guide) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    model.train()
+    guide.train()
+    with torch.no_grad():
+        for k in range(batches):
+            decompose(model, guide, datasets.to_float(images[k * batch_size:(k + 1) * batch_size].to(device)))
+    return model.eval(), guide.eval()
+
+
 def table(run_dir, data=None, n=500, batches=30, device="cpu"):
     run = load_run(run_dir, device)
     cfg = run[0]
@@ -81,7 +109,8 @@ def table(run_dir, data=None, n=500, batches=30, device="cpu"):
     for way, values in rows.items():
         if not values:
             continue
-        label = way if way != "re-estimated" else f"re-estimated, after each of {len(values)} passes"
+        label = {"re-estimated": f"re-estimated, after each of {len(values)} passes",
+                 "recalibrated": f"recalibrated on {batches} batches of decompositions"}.get(way, way)
         cells = []
         for k in METRICS:
             v = [r[k] for r in values]
