@@ -7,8 +7,8 @@ checkpoint holds them; RUN's held-out decomposition is scored five ways:
                              checkpoint's own running means and variances
     batch statistics         train mode, each batch of 100 normalised by its own statistics
                              (on copies of the networks, so the running statistics stay)
-    batch statistics,        the same, with train mode in the object encoder alone (the guide's
-      encoder only           only batch norm): whether the gap is the encoder's or the decoder's
+    batch statistics,        the same, with train mode in the object encoder alone (in our configs
+      encoder only           the guide's only batch norm): whether the gap is the encoder's or the decoder's
     re-estimated             eval mode again after each of --batches train-mode passes of the ELBO
                              over other images, which move the running statistics as training does
                              (momentum 0.1) while the weights stay: median and range over the passes
