@@ -134,11 +134,13 @@ def softmax_weights(alpha, d, tau):  # Eq. 9-11 read as the soft rasterizer's no
     return w[:, :-1], w[:, -1]
 
 
+BLENDS = {"order": blend_weights, "softmax": softmax_weights}  # cfg.depth_blend -> its weights
+
+
 def compose(placed, d, x_bg, tau, blend="order"):  # Eq. 12: the image mean G(θ, z, d, z_bg)
     """placed: [B, J, 4, N, N] (RGB, alpha), d: [B, J], x_bg: [B, 3, N, N] -> [B, 3, N, N];
     blend: 'order' (blend_weights) or 'softmax' (softmax_weights)."""
-    weights = {"order": blend_weights, "softmax": softmax_weights}[blend]
-    w, w_bg = weights(placed[:, :, 3], d, tau)
+    w, w_bg = BLENDS[blend](placed[:, :, 3], d, tau)
     return (w.unsqueeze(2) * placed[:, :, :3]).sum(1) + w_bg.unsqueeze(1) * x_bg
 
 

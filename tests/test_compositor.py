@@ -144,5 +144,5 @@ def test_faint_alpha_takes_the_background_under_the_softmax_blend_only_far_from_
     placed[0, 0, 3, 1, 1] = 0.9  # ... around a one-pixel shape
     d = torch.tensor([[d]])
     # α e^((1 - d)/τ): 1e-3 · e^10 ≈ 22 beats the background's 1 at d = 0.5; 1e-3 · e^1 does not at d = 0.95
-    assert taken(placed, d, "softmax", 0.05).tolist() == [expected]
-    assert taken(placed, d, "order", 0.05).tolist() == [0]  # the soft order's weight never exceeds alpha
+    assert taken(placed[:, :, 3], d, "softmax", 0.05).tolist() == [expected]
+    assert taken(placed[:, :, 3], d, "order", 0.05).tolist() == [0]  # the soft order's weight never exceeds alpha

@@ -17,10 +17,10 @@ its shape, by the segmentation's threshold) and its blend weight over 0.5.
 import argparse
 
 import torch
-from pyro import poutine
 
 from .. import data as datasets
-from ..compositor import blend_weights, softmax_weights
+from ..compositor import BLENDS
+from ..decompose import decompose
 from ..errors import InputError
 from ..interventions import intervene, sample
 from ..runs import has_scene_prior, load_run
@@ -28,11 +28,10 @@ from ..runs import has_scene_prior, load_run
 FAINT = 0.3  # decompose's segmentation threshold: alpha under it is outside the shape
 
 
-def taken(placed, d, blend, tau):
+def taken(alpha, d, blend, tau):
     """Faint pixels each image's objects take from the background.
-    placed: [B, J, 4, N, N] (RGB, alpha), d: [B, J] -> [B]"""
-    alpha = placed[:, :, 3]
-    w, _ = {"order": blend_weights, "softmax": softmax_weights}[blend](alpha, d, tau)
+    alpha: [B, J, N, N] (placed), d: [B, J] -> [B]"""
+    w, _ = BLENDS[blend](alpha, d, tau)
     return ((alpha < FAINT) & (w > 0.5)).flatten(1).sum(1)
 
 
@@ -41,19 +40,20 @@ def rows(run, n=64, depths=(0.9, 0.5), held_out=None, seed=0):
     cfg, model, guide, state = run
     out = []
 
-    def row(label, o):
-        t = taken(o["placed"], o["d"], cfg.depth_blend, cfg.depth_softness).float()
-        out.append((label, (o["d"].min().item(), o["d"].max().item()), t.median().item()))
+    def row(label, alpha, d):
+        t = taken(alpha, d, cfg.depth_blend, cfg.depth_softness).float()
+        out.append((label, (d.min().item(), d.max().item()), t.median().item()))
 
     torch.manual_seed(seed)
     with torch.no_grad():
         scenes, trace = sample(model, n, sigma=state["sigma"], hyperprior=has_scene_prior(state))
-        row(f"{n} sampled scenes", scenes)
+        row(f"{n} sampled scenes", scenes["placed"][:, :, 3], scenes["d"])
         for v in depths:
-            row(f"the same under do(d = {v})", intervene(model, trace, d=torch.full_like(trace.nodes["d"]["value"], v)))
+            o = intervene(model, trace, d=torch.full_like(trace.nodes["d"]["value"], v))
+            row(f"the same under do(d = {v})", o["placed"][:, :, 3], o["d"])
         if held_out is not None:
-            x = datasets.to_float(held_out.images)
-            row(f"{len(x)} held-out images, decomposed", poutine.condition(model, data=guide.modes(x))(n=len(x)))
+            parts = decompose(model, guide, datasets.to_float(held_out.images))
+            row(f"{len(held_out)} held-out images, decomposed", parts["alpha"], parts["depth"])
     return out
 
 
