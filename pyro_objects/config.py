@@ -71,6 +71,8 @@ class Config:
     batch_growth_epochs: tuple = () # stage 1's batch is multiplied by batch_growth at the start of each,
     batch_growth: int = 2           # and its learning rate by batch_growth_lr (docs/PERFORMANCE.md)
     batch_growth_lr: float = 1.0
+    calibration_batches: int = 10   # before each checkpoint and check, the guide's batch-norm statistics from
+                                    # decompositions of this many training batches; 0: training's own (train.calibrate)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -153,7 +155,7 @@ def with_preset(cfg, preset):
     changes = dict(
         preset=preset, lr_decay_epochs=(), sigma_switch=150 / 500, sigma_warmup_epochs=0,
         temperature_reading="epoch", sharpness=(0.3, 1e-4), xi_positions="all", depth_blend="softmax",
-        attentive=dsprites,
+        attentive=dsprites, calibration_batches=0,
     )
     if dsprites:
         changes.update(slots=4, zeta=cfg.zeta.rsplit("-c", 1)[0] + "-c4")  # ζ draws one position map per slot

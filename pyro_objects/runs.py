@@ -195,6 +195,8 @@ def config_from_dict(d):
     unknown = set(d) - fields - set(RETIRED)
     if unknown:
         raise InputError(f"config has unknown fields: {', '.join(sorted(unknown))}")
+    if "calibration_batches" not in d:  # a run from before the field: what its preset sets now
+        d = {**d, "calibration_batches": 0 if d.get("preset") == "paper-training" else Config.calibration_batches}
     return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
 
 

@@ -6,6 +6,11 @@
             stage 2: svi.step(n, θ, z, d) at the guide's modes of x       the scene prior alone
         the learning rate (and the batch) change on schedule; checkpoint; figures (at most once a minute)
 
+Before each checkpoint and check of stage 1, the guide's batch-norm statistics are set from
+decompositions of the first training images (`calibrate`; not in `paper-training`): training
+keeps the statistics of what it feeds the object encoder, a relaxed θ sample, while a
+decomposition feeds it θ's one-hot mode.
+
 Stage 1 trains the decoders and the guide with the fixed priors (no y). Stage 2, the
 last `cfg.hyperprior_epochs` epochs, freezes them and fits ζ, ξ and Q(y | z, θ, d) on
 the guide's posterior modes. Each step is `SVI.step` with a Pyro optimiser; on a GPU
@@ -21,6 +26,7 @@ import time
 import pyro
 import torch
 from pyro.infer import SVI
+from torch.optim.swa_utils import update_bn
 from tqdm.auto import tqdm
 
 from . import data as datasets
@@ -97,6 +103,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
                     with clock.paused():
+                        if at["stage"] == 1:
+                            calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
                         score_quality(run.dir, model, guide, eval_data, device, at, clock.seconds(), log)
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
@@ -105,13 +113,13 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     and schedules.batch_size(cfg, at["epoch"]) != batch_size  # (stage 2 builds its own Stage)
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
-                _checkpoint(run, model, guide, stage, at, clock, lead)
+                _checkpoint(run, model, guide, stage, at, clock, lead, data, device)
                 restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
-            _checkpoint(run, model, guide, stage, at, clock, lead)
+            _checkpoint(run, model, guide, stage, at, clock, lead, data, device)
         if stopped:
             bar.write(f"stopped at step {at['step']} (epoch {at['epoch']}) to keep the budget; continue with --resume",
                       file=sys.stderr)
@@ -245,7 +253,31 @@ def _share(order, batch, batch_size):
     return order[start:start + local]
 
 
-def _checkpoint(run, model, guide, stage, at, clock, lead):
+def calibrate(guide, data, batch_size, batches, device):
+    """Set the guide's batch-norm running statistics, in place, to their plain average over the
+    decompositions (guide.modes) of the first `batches` batches of data (none: nothing changes);
+    the weights and the guide's train or eval mode stay. Training mode reads only a batch's own statistics, so
+    the steps that follow are the same as without it (docs/RESULTS.md, "Why the checks swing")."""
+    n = min(len(data), batches * batch_size)
+    if n:
+        update_bn((data.batch(torch.arange(k, min(k + batch_size, n)), device) for k in range(0, n, batch_size)),
+                  _Decomposing(guide).train(guide.training))
+
+
+class _Decomposing(torch.nn.Module):
+    """The guide as a decomposition runs it, for torch's update_bn."""
+
+    def __init__(self, guide):
+        super().__init__()
+        self.guide = guide
+
+    def forward(self, x):
+        return self.guide.modes(x)
+
+
+def _checkpoint(run, model, guide, stage, at, clock, lead, data, device):
+    if lead and at["stage"] == 1:
+        calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
     if lead:
         save_checkpoint(run.dir, {
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),

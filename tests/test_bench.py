@@ -171,6 +171,8 @@ def test_the_batch_norm_table_scores_the_checkpoint_as_evaluate_does_and_batch_s
     expected, _ = decomposition_scores(model, guide, Dataset("polygons", d["images"][:8], d["amodal"][:8], d["count"][:8]))
     assert rows["running statistics"][0] == {k: expected[k] for k in ("mIOU", "FG-ARI", "MSE")}
     assert len(rows["batch statistics"]) == 1 and len(rows["re-estimated"]) == 2
+    assert all(len(rows[way]) == 1 for way in ("the guide's calibrated", "relaxed θ to the encoder",
+                                                "θ's softmax at τ to the encoder"))
     # three steps leave the running statistics near their start (mean 0, variance 1): a batch's own differ
     assert rows["batch statistics"][0]["MSE"] != expected["MSE"]
 
@@ -193,3 +195,17 @@ def test_recalibrated_batch_norm_holds_the_statistics_of_the_decompositions_it_s
         z_recalibrated, z_running = guide2.modes(x)["z"], guide.modes(x)["z"]
     assert torch.allclose(z_recalibrated, z_batch, rtol=1e-2, atol=1e-3)
     assert not torch.allclose(z_running, z_batch, rtol=1e-2, atol=1e-3)
+
+
+def test_the_encoder_fed_thetas_softmax_at_a_temperature_near_zero_decomposes_as_the_one_hot_mode(tiny_cfg):
+    from pyro_objects.data import polygons, to_float
+    from pyro_objects.guide import Guide
+    from pyro_objects.tools.batch_norm import encoder_fed
+    torch.manual_seed(0)
+    guide = Guide(tiny_cfg).eval()
+    x = to_float(polygons.generate(4, seed=5, image_size=tiny_cfg.image_size)["images"])
+    one_hot = guide.modes(x)
+    for way, t, same in (("softmax", 1e-4, True), ("softmax", 1.0, False), ("relaxed", 1.0, False)):
+        fed = encoder_fed(guide, way, t).modes(x)
+        assert torch.equal(fed["theta"], one_hot["theta"])  # the objects stay where the mode puts them
+        assert torch.allclose(fed["z"], one_hot["z"], atol=1e-5) == same, (way, t)

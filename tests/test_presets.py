@@ -11,7 +11,7 @@ from pyro_objects.errors import InputError
 from pyro_objects.runs import config_from_dict
 
 SET = {"preset", "lr_decay_epochs", "sigma_switch", "sigma_warmup_epochs", "temperature_reading", "sharpness",
-       "xi_positions", "depth_blend", "attentive", "slots", "zeta"}
+       "xi_positions", "depth_blend", "attentive", "slots", "zeta", "calibration_batches"}
 
 
 def changed(a, b):
@@ -29,6 +29,10 @@ def test_paper_training_sets_app_bs_schedules_and_leaves_the_networks_ours(name)
         assert getattr(paper, field) == getattr(ours, field)
     assert paper.attentive == (name == "multi-dsprites") and paper.slots == (4 if name == "multi-dsprites" else ours.slots)
     assert paper.zeta.endswith(f"-c{paper.slots}")
+    assert ours.calibration_batches == 10 and paper.calibration_batches == 0  # App. B describes no such step
+    old = {k: v for k, v in dataclasses.asdict(paper).items() if k != "calibration_batches"}  # saved before the field
+    assert config_from_dict(old) == paper
+    assert config_from_dict({k: v for k, v in dataclasses.asdict(ours).items() if k != "calibration_batches"}) == ours
     # App. B: σ switches after epoch 150 of 500, the rate stays 5e-4, the temperature is 0.3·2^(0.0001·epoch)
     assert schedules.sigma(paper, 149) == paper.sigma[0] and schedules.sigma(paper, 150) == paper.sigma[1]
     assert all(schedules.learning_rate(paper, 5e-4, e) == 5e-4 for e in range(paper.epochs))

@@ -31,8 +31,9 @@ def adam_rates(state):
     return {g["lr"] for s in state["optim"].values() for g in s["param_groups"]}
 
 
-def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny):
-    cfg = tiny_cfg.replace(epochs=3)  # 4 steps an epoch
+@pytest.mark.parametrize("obj_encoder", [None, "c8s2e-b-c8s2e-b-d32e-d18"], ids=["no batch norm", "batch norm"])
+def test_a_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tiny_cfg, tmp_path, train_tiny, obj_encoder):
+    cfg = tiny_cfg.replace(epochs=3, obj_encoder=obj_encoder or tiny_cfg.obj_encoder)  # 4 steps an epoch
     whole = train_tiny(cfg, tmp_path / "whole")
     first = train_tiny(cfg, tmp_path / "split", max_steps=6)  # stops mid-epoch
     assert (first["epoch"], first["batch"], first["step"]) == (1, 2, 6)
@@ -324,3 +325,42 @@ def test_training_images_go_to_the_device_where_they_fit_and_stay_on_the_host_wh
     assert moved.images.device.type == "meta" and moved.images.shape == host.images.shape
     assert datasets.resident(host, "meta", free_bytes=4 * 480 - 1) is host
     assert datasets.resident(moved, "meta", free_bytes=0) is moved  # already there
+
+
+def test_calibrate_gives_the_guides_batch_norm_the_statistics_of_decompositions_and_changes_nothing_else(tiny_cfg):
+    from pyro_objects.data import Dataset, polygons
+    from pyro_objects.train import calibrate
+    cfg = tiny_cfg.replace(obj_encoder="c8s2e-b-c8s2e-d32e-d18")
+    d = polygons.generate(cfg.calibration_batches * cfg.batch_size + 5, seed=0, image_size=cfg.image_size)
+    data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    torch.manual_seed(0)
+    guide = Guide(cfg)
+    norm = next(m for m in guide.encode_object if isinstance(m, torch.nn.BatchNorm2d))
+    # the known answer: what reaches the batch norm in a decomposition of each of the first batches
+    inputs, probe = [], Guide(cfg)
+    probe.load_state_dict(guide.state_dict())
+    hook = next(m for m in probe.encode_object if isinstance(m, torch.nn.BatchNorm2d)).register_forward_pre_hook(
+        lambda m, args: inputs.append(args[0].detach().clone()))
+    for k in range(cfg.calibration_batches):
+        probe.modes(data.batch(torch.arange(k * cfg.batch_size, (k + 1) * cfg.batch_size)))
+    hook.remove()
+    assert len(inputs) == cfg.calibration_batches == 10
+    means = torch.stack([x.mean((0, 2, 3)) for x in inputs]).mean(0)
+    variances = torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in inputs]).mean(0)
+
+    guide.train()
+    with torch.no_grad():
+        norm.running_mean.fill_(5.0)  # as if training had left other statistics
+    weights = {k: v.clone() for k, v in guide.state_dict().items() if "running" not in k and "num_batches" not in k}
+    calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, "cpu")
+    torch.testing.assert_close(norm.running_mean, means)
+    torch.testing.assert_close(norm.running_var, variances)
+    assert guide.training and norm.momentum == 0.1
+    for k, v in weights.items():
+        assert torch.equal(v, guide.state_dict()[k]), k
+    guide.eval()
+    calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, "cpu")
+    assert not guide.training
+    torch.testing.assert_close(norm.running_mean, means)
+    calibrate(guide, data, cfg.batch_size, 0, "cpu")  # paper-training's 0: the statistics stay
+    torch.testing.assert_close(norm.running_mean, means)

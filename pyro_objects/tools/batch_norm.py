@@ -1,5 +1,5 @@
 """Whether batch norm's statistics can swing a trained run's checks. The weights stay as the
-checkpoint holds them; RUN's held-out decomposition is scored five ways:
+checkpoint holds them; RUN's held-out decomposition is scored eight ways:
 
     python -m pyro_objects.tools.batch_norm RUN --data DIR --n 500 --batches 30
 
@@ -16,6 +16,14 @@ checkpoint holds them; RUN's held-out decomposition is scored five ways:
                              over --batches train-mode decompositions of other images: the inputs a
                              decomposition feeds the networks (θ's one-hot mode, z's mean), where
                              training feeds them samples
+    the guide's calibrated   what `ours` does before each checkpoint and check of stage 1
+                             (train.calibrate): the guide's statistics alone replaced by their average
+                             over --batches decompositions of other images
+    relaxed θ to the         running statistics, but the object encoder is fed a relaxed θ sample at
+      encoder                the checkpoint's temperature, as in training (objects still placed at the
+                             argmax; one seeded draw)
+    θ's softmax at τ to      the same with the noise-free relaxation, softmax(logits / τ): deterministic
+      the encoder
 
 If the checks of a run swing while its training loss does not, and the batch statistics hold
 where the running ones fall, the running statistics are the cause; if re-estimating them from the
@@ -27,8 +35,10 @@ first --n images are scored, the next --batches batches re-estimate. Without it 
 import argparse
 import copy
 import statistics
+import types
 
 import pyro
+import pyro.distributions as dist
 import torch
 
 from .. import data as datasets
@@ -37,6 +47,7 @@ from ..elbo import from_config
 from ..errors import InputError
 from ..evaluate import decomposition_scores
 from ..runs import load_run
+from ..train import calibrate
 
 METRICS = ("mIOU", "FG-ARI", "MSE")
 
@@ -62,9 +73,13 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
            "batch statistics": [row(copy.deepcopy(model).train(), copy.deepcopy(guide).train())],
            "batch statistics, encoder only": [row(model, _encoder_in_train_mode(copy.deepcopy(guide)))],
            "recalibrated": [row(*recalibrated(model, guide, pool, batches, cfg.batch_size, device))] if batches else [],
+           "the guide's calibrated": [row(model, calibrated_guide(guide, pool, cfg.batch_size, device))] if batches else [],
            "re-estimated": []}
-    elbo = from_config(cfg)
     temperature, sigma = state["temperature"], state["sigma"]  # where training stood (shipped models keep both)
+    torch.manual_seed(0)
+    out["relaxed θ to the encoder"] = [row(model, encoder_fed(guide, "relaxed", temperature))]
+    out["θ's softmax at τ to the encoder"] = [row(model, encoder_fed(guide, "softmax", temperature))]
+    elbo = from_config(cfg)
     torch.manual_seed(0)
     for k in range(batches):
         x = datasets.to_float(pool[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device))
@@ -80,6 +95,30 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
 
 def _encoder_in_train_mode(guide):
     guide.encode_object.train()
+    return guide
+
+
+def encoder_fed(guide, theta_input, temperature):
+    """A copy of guide whose modes() give the object encoder, in place of θ's one-hot mode, a relaxed
+    θ sample at `temperature` ("relaxed") or its noise-free form softmax(logits / temperature)
+    ("softmax"); the objects stay at the argmax."""
+    def modes(self, x):
+        logits = self.theta_logits(x)
+        theta = torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(x.dtype)
+        t = torch.tensor(float(temperature), device=x.device)
+        fed = (dist.RelaxedOneHotCategorical(t, logits=logits, validate_args=False).rsample()
+               if theta_input == "relaxed" else torch.softmax(logits / t, -1))
+        q_z, q_d = self.q_z_d(x, fed)
+        return {"theta": theta, "z": q_z.mean, "d": torch.sigmoid(q_d.base_dist.loc), "z_bg": self.q_z_bg(x).mean}
+    guide = copy.deepcopy(guide)
+    guide.modes = types.MethodType(torch.no_grad()(modes), guide)
+    return guide
+
+
+def calibrated_guide(guide, images, batch_size, device="cpu"):
+    """A copy of guide after train.calibrate on all of images (uint8 [M, H, W, 3]), in eval mode."""
+    guide = copy.deepcopy(guide).eval()
+    calibrate(guide, datasets.Dataset("pool", images), batch_size, -(-len(images) // batch_size), device)
     return guide
 
 
