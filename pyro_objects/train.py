@@ -256,8 +256,9 @@ def _share(order, batch, batch_size):
 def calibrate(guide, data, batch_size, batches, device):
     """Set the guide's batch-norm running statistics, in place, to their plain average over the
     decompositions (guide.modes) of the first `batches` batches of data (none: nothing changes);
-    the weights and the guide's train or eval mode stay. Training mode reads only a batch's own statistics, so
-    the steps that follow are the same as without it (docs/RESULTS.md, "Why the checks swing")."""
+    the weights and the guide's train or eval mode stay. Train mode reads only a batch's own
+    statistics, so the steps that follow are the same as without it (docs/RESULTS.md, "Why the
+    checks swing")."""
     n = min(len(data), batches * batch_size)
     if n:
         update_bn((data.batch(torch.arange(k, min(k + batch_size, n)), device) for k in range(0, n, batch_size)),
