@@ -32,7 +32,7 @@ from typing import Optional
 import torch
 
 from . import pretrained
-from .config import LOSS_WEIGHTS, Config, check
+from .config import LOSS_WEIGHTS, Config, check, with_preset
 from .data import shards
 from .errors import InputError
 from .files import atomic_write
@@ -195,9 +195,10 @@ def config_from_dict(d):
     unknown = set(d) - fields - set(RETIRED)
     if unknown:
         raise InputError(f"config has unknown fields: {', '.join(sorted(unknown))}")
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
     if "calibration_batches" not in d:  # a run from before the field: what its preset sets now
-        d = {**d, "calibration_batches": 0 if d.get("preset") == "paper-training" else Config.calibration_batches}
-    return Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
+        cfg = cfg.replace(calibration_batches=with_preset(cfg, cfg.preset).calibration_batches)
+    return cfg
 
 
 def save_checkpoint(run_dir, state):

@@ -40,6 +40,7 @@ import types
 import pyro
 import pyro.distributions as dist
 import torch
+from torch.optim.swa_utils import update_bn
 
 from .. import data as datasets
 from ..decompose import decompose
@@ -73,7 +74,8 @@ def scores(run, held_out, n=500, batches=30, device="cpu"):
            "batch statistics": [row(copy.deepcopy(model).train(), copy.deepcopy(guide).train())],
            "batch statistics, encoder only": [row(model, _encoder_in_train_mode(copy.deepcopy(guide)))],
            "recalibrated": [row(*recalibrated(model, guide, pool, batches, cfg.batch_size, device))] if batches else [],
-           "the guide's calibrated": [row(model, calibrated_guide(guide, pool, cfg.batch_size, device))] if batches else [],
+           "the guide's calibrated":
+               [row(model, calibrated_guide(guide, pool, cfg.batch_size, device))] if batches else [],
            "re-estimated": []}
     temperature, sigma = state["temperature"], state["sigma"]  # where training stood (shipped models keep both)
     torch.manual_seed(0)
@@ -125,17 +127,20 @@ def calibrated_guide(guide, images, batch_size, device="cpu"):
 def recalibrated(model, guide, images, batches, batch_size, device="cpu"):
     """Copies of model and guide whose batch norms hold the plain average of their statistics over
     `batches` train-mode decompositions of images (uint8 [M, H, W, 3]) -> (model, guide), in eval mode."""
-    model, guide = copy.deepcopy(model), copy.deepcopy(guide)
-    norms = [m for net in (model, guide) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average
-    model.train()
-    guide.train()
-    with torch.no_grad():
-        for k in range(batches):
-            decompose(model, guide, datasets.to_float(images[k * batch_size:(k + 1) * batch_size].to(device)))
-    return model.eval(), guide.eval()
+    both = _Decomposing(copy.deepcopy(model), copy.deepcopy(guide))
+    update_bn((datasets.to_float(images[k * batch_size:(k + 1) * batch_size].to(device)) for k in range(batches)), both)
+    return both.model.eval(), both.guide.eval()
+
+
+class _Decomposing(torch.nn.Module):
+    """A decomposition by model and guide, for torch's update_bn (which averages every batch norm of both)."""
+
+    def __init__(self, model, guide):
+        super().__init__()
+        self.model, self.guide = model, guide
+
+    def forward(self, x):
+        return decompose(self.model, self.guide, x)
 
 
 def table(run_dir, data=None, n=500, batches=30, device="cpu"):
