@@ -6,6 +6,7 @@ import torch
 
 from pyro_objects import metrics
 from pyro_objects.data import polygons
+from pyro_objects.tools.failures import records, tables
 
 
 def boxes(*spans, size=10):
@@ -130,3 +131,41 @@ def test_dpa_curve():
     dpa, pairs = metrics.dpa_curve([0, 10, 40, 50], [True, False, True, False], [0, 30, 45, 60])
     assert pairs.tolist() == [4, 2, 1, 0]
     assert dpa[:3].tolist() == [0.5, 0.5, 0.0] and np.isnan(dpa[3])
+
+
+def rect(rows, cols, size=8):
+    """bool [size, size]: True on rows [a, b) and columns [c, d) of rows = (a, b), cols = (c, d)."""
+    out = torch.zeros(size, size, dtype=torch.bool)
+    out[rows[0]:rows[1], cols[0]:cols[1]] = True
+    return out
+
+
+def test_failure_records_of_two_hand_made_images():
+    """Image 0: slot 0 draws object 0 exactly, slot 1 (behind it) a copy of most of it, slot 2 a patch of floor;
+    object 1 is missed. Image 1: two objects side by side, each slot's mask off by a row or a column."""
+    empty = rect((0, 0), (0, 0))
+    amodal = torch.stack([torch.stack([rect((0, 4), (0, 4)), rect((4, 8), (4, 8)), empty]),
+                          torch.stack([rect((0, 4), (0, 4)), rect((0, 4), (4, 8)), empty])])  # back to front
+    count = torch.tensor([2, 2])
+    alpha = torch.stack([torch.stack([rect((0, 4), (0, 4)), rect((0, 4), (0, 3)), rect((5, 8), (0, 4))]),
+                         torch.stack([rect((0, 3), (0, 5)), rect((0, 5), (5, 8)), empty])]).float()
+    depth = torch.tensor([[0.5, 0.6, 0.3], [0.7, 0.2, 0.9]])
+    objects, images = records(amodal, count, alpha, depth)
+    # image 1, object 0: 12 of its 16 px found, 3 px taken from object 1, its bottom row (4 px) left to the
+    # background; object 1: 12 of 16, 3 px of floor below it, its left column given to slot 0 (3 px) and the
+    # background (1 px). Both unions are 19 px.
+    assert objects["iou"].tolist() == [1, 0, 12 / 19, 12 / 19]
+    assert objects["missed"].tolist() == [0, 1, 0, 0]
+    assert images["missed"].tolist() == [1, 0]
+    assert images["copies"].tolist() == [1, 0] and images["floor"].tolist() == [1, 0]
+    assert images["used"].tolist() == [3, 2]
+    assert objects["from_front"].tolist() == [1, 0, 1, 0] and objects["back"].tolist() == [1, 0, 1, 0]
+    assert [float(objects[k].sum()) * 19 for k in ("fp_objects", "fp_ground", "fn_slot", "fn_background")] \
+        == pytest.approx([3, 3, 3, 5])
+    n = len(objects["iou"])
+    miou = float(objects["iou"].mean())
+    assert miou == pytest.approx(metrics.summarise(metrics.per_image(amodal, count, alpha, depth))["mIOU"])
+    split = float((1 - objects["iou"])[objects["missed"].bool()].sum()) / n + sum(
+        float(objects[k].sum()) / n for k in ("fp_objects", "fp_ground", "fn_slot", "fn_background"))
+    assert split == pytest.approx(1 - miou, abs=1e-12) and 1 - miou == pytest.approx(33 / 76)
+    assert "| 4 | 0.4342 | 0.2500 | 0.0395 | 0.0395 | 0.0395 | 0.0658 |" in tables(objects, images, {0.3: miou})
