@@ -62,6 +62,7 @@ class Config:
     beta_bg: float = 500.0          # β on the KL of z_bg
     theta_penalty: float = 1e4      # λ: weight per image of the aggregated-posterior L1 on θ
     alpha_penalty: float = 0.0      # γ: weight of Σ -α log α, which pushes alphas to 0 or 1 (App. Fig. 14)
+    slot_overlap: float = 0.0       # η: weight per image of two slots' positions overlapping (elbo.slot_overlap)
     depth_softness: float = 0.05    # τ of the soft depth order (Eq. 9), on d's (0, 1) scale
     min_temperature: float = 0.01   # floor of θ's Gumbel-softmax temperature
     sigma_warmup: float = 0.01      # σ of the first sigma_warmup_epochs epochs
@@ -79,7 +80,7 @@ class Config:
 
 
 # Fields a resumed run may change: how much each loss term weighs, not what is learnt.
-LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty")
+LOSS_WEIGHTS = ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty", "slot_overlap")
 # Fields with options of their own on the command line (--epochs, --batch-size, --n-train).
 OPTIONS = ("epochs", "batch_size", "n_train")
 
@@ -229,7 +230,8 @@ def check(cfg):
         "temperature_reading": (cfg.temperature_reading in ("inverse", "epoch"), "'inverse' or 'epoch'"),
         "preset": (cfg.preset in PRESETS, f"one of {', '.join(PRESETS)}"),
         **{name: (number(getattr(cfg, name)) and getattr(cfg, name) >= 0, "a number, at least 0")
-           for name in ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty", "depth_softness")},
+           for name in ("beta_y", "beta_z", "beta_d", "beta_bg", "theta_penalty", "alpha_penalty", "slot_overlap",
+                        "depth_softness")},
     }
     for name, (holds, what) in rules.items():
         if not holds:

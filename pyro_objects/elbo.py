@@ -5,12 +5,15 @@ over positions towards the uniform prior.
     loss = -log p(x | ·) + Σ_s β_s (log q(s) - log p(s))           s ∈ {y, z_bg, z, d}
            + λ · B · ‖ mean_{b,j} Q(θ_j | x_b) - uniform ‖_1
            + γ · Σ_{b,j} mean_pixels(-α log α)                     (optional)
+           + η · Σ_b Σ_{i<j} overlap(Q(θ_i | x_b), Q(θ_j | x_b))        (optional, ours)
 
 `ObjectsELBO` is Pyro's Trace_ELBO with those weights; with every β = 1, λ = None
 and γ = 0 it is Trace_ELBO, term for term. Stage 2 (`scene_prior_elbo`) is the
 same class on Model.scene_prior, whose θ, z, d are observed (the guide's modes),
 with β_y on the KL of y. The guide must be fully reparameterised (ours is).
 """
+import math
+
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
@@ -33,12 +36,13 @@ def trace_samples(fn):
 
 
 class ObjectsELBO(Trace_ELBO):
-    def __init__(self, beta=None, theta_penalty=None, alpha_penalty=0.0, **kwargs):
+    def __init__(self, beta=None, theta_penalty=None, alpha_penalty=0.0, slot_overlap=0.0, **kwargs):
         kwargs.setdefault("max_plate_nesting", 2)
         super().__init__(**kwargs)
         self.beta = dict(beta or {})
         self.theta_penalty = theta_penalty
         self.alpha_penalty = alpha_penalty
+        self.slot_overlap = slot_overlap
         self.last_terms = {}  # the latest particle's terms, detached, for logging
 
     def _get_trace(self, model, guide, args, kwargs):
@@ -101,6 +105,9 @@ class ObjectsELBO(Trace_ELBO):
         if self.alpha_penalty:
             alpha = model_trace.nodes["_RETURN"]["value"]["canvas"][:, :, 3]
             terms["alpha_penalty"] = self.alpha_penalty * binary_alpha_penalty(alpha)
+        if self.slot_overlap:
+            probs = guide_trace.nodes["theta"]["fn"].probs
+            terms["slot_overlap"] = self.slot_overlap * slot_overlap(probs)
         return terms
 
     def aggregate(self, probs):
@@ -112,7 +119,8 @@ class ObjectsELBO(Trace_ELBO):
 def from_config(cfg):
     """The objective with a config's β weights and penalties."""
     beta = {"y": cfg.beta_y, "z_bg": cfg.beta_bg, "z": cfg.beta_z, "d": cfg.beta_d}
-    return ObjectsELBO(beta=beta, theta_penalty=cfg.theta_penalty, alpha_penalty=cfg.alpha_penalty)
+    return ObjectsELBO(beta=beta, theta_penalty=cfg.theta_penalty, alpha_penalty=cfg.alpha_penalty,
+                       slot_overlap=cfg.slot_overlap)
 
 
 def scene_prior_elbo(cfg):  # Sec. 4, stage 2
@@ -141,3 +149,22 @@ def binary_alpha_penalty(alpha):  # App. Fig. 14: push alphas to 0 or 1
     alpha: [B, J, M, M] -> scalar
     """
     return -(alpha * torch.log(alpha.clamp_min(1e-6))).mean((-1, -2)).sum()
+
+
+OVERLAP_PX = 4.0  # the reach, in pixels, of slot_overlap's kernel
+
+
+def slot_overlap(probs, px=OVERLAP_PX):  # ours: two slots placed on one object
+    """Σ_b Σ_{i<j} Σ_{p,p'} Q(θ_i = p | x_b) Q(θ_j = p' | x_b) exp(-|p - p'|² / 4px²): 1 for two slots sure
+    of one pixel, 0 for slots far apart.
+
+    probs: [B, J, N*N] (each row sums to 1) -> scalar
+    """
+    B, J, P = probs.shape
+    N, r = math.isqrt(P), math.ceil(4 * px)
+    kernel = torch.exp(-torch.arange(-r, r + 1, dtype=probs.dtype, device=probs.device) ** 2 / (4 * px * px))
+    q = probs.reshape(B * J, 1, N, N)
+    q = torch.nn.functional.conv2d(q, kernel.view(1, 1, 1, -1), padding=(0, r))  # separable: rows, then columns
+    q = torch.nn.functional.conv2d(q, kernel.view(1, 1, -1, 1), padding=(r, 0)).reshape(B, J, P)
+    gram = probs @ q.transpose(1, 2)  # [B, J, J]
+    return (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)).sum() / 2

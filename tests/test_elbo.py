@@ -5,7 +5,7 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 
 from pyro_objects.data import polygons, to_float
-from pyro_objects.elbo import ObjectsELBO, aggregate_l1, binary_alpha_penalty, from_config
+from pyro_objects.elbo import ObjectsELBO, aggregate_l1, binary_alpha_penalty, from_config, slot_overlap
 from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 
@@ -88,6 +88,34 @@ def test_aggregate_l1_is_zero_for_a_uniform_aggregate_and_positive_otherwise():
 def test_binary_alphas_pay_no_alpha_penalty():
     assert binary_alpha_penalty(torch.randint(0, 2, (2, 3, 4, 4)).float()) == 0
     assert binary_alpha_penalty(torch.full((2, 3, 4, 4), 0.5)) > 0
+
+
+def test_slot_overlap_of_known_positions():
+    """Two slots sure of one pixel overlap by 1, d pixels apart by exp(-d² / 4px²); a third slot far away
+    adds nothing; each image counts once per pair of slots."""
+    def peaks(*pixels, n=32):  # [1, J, n*n]: slot j sure of pixel (row, column) pixels[j]
+        out = torch.zeros(1, len(pixels), n * n)
+        for j, (r, c) in enumerate(pixels):
+            out[0, j, r * n + c] = 1
+        return out
+    assert torch.isclose(slot_overlap(peaks((10, 10), (10, 10))), torch.tensor(1.0))
+    assert torch.isclose(slot_overlap(peaks((10, 10), (13, 14)), px=4.0), torch.tensor(math.exp(-25 / 64)))
+    assert torch.isclose(slot_overlap(peaks((10, 10), (10, 10), (30, 30))), torch.tensor(1.0))
+    assert slot_overlap(peaks((2, 2), (29, 29))) == 0
+    twice = torch.cat([peaks((5, 5), (5, 5)), peaks((1, 1), (1, 3))])  # near the border: nothing is cut off
+    assert torch.isclose(slot_overlap(twice), torch.tensor(1 + math.exp(-4 / 64)))
+    spread = torch.full((1, 2, 32 * 32), 1 / 32 ** 2)  # uniform slots: about the kernel's area over the image's
+    assert slot_overlap(spread) < 0.25
+
+
+def test_slot_overlap_is_a_term_of_its_own(tiny_cfg):
+    model, guide = Model(tiny_cfg), Guide(tiny_cfg)
+    x = torch.rand(4, 3, tiny_cfg.image_size, tiny_cfg.image_size)
+    elbo = from_config(tiny_cfg.replace(slot_overlap=1e3))
+    with_term = loss_of(elbo, model, guide, x)
+    assert set(elbo.last_terms) >= {"nll", "theta_penalty", "slot_overlap"} and elbo.last_terms["slot_overlap"] > 0
+    without = loss_of(from_config(tiny_cfg), model, guide, x)
+    assert torch.isclose(with_term - without, elbo.last_terms["slot_overlap"], atol=4)  # float32 at 1e7: ulp 1
 
 
 def test_a_few_svi_steps_lower_the_loss(tiny_cfg):

@@ -21,7 +21,7 @@ from .. import fast
 from ..compositor import place
 from ..config import Speed
 from ..decompose import decompose
-from ..elbo import aggregate_l1, binary_alpha_penalty
+from ..elbo import aggregate_l1, binary_alpha_penalty, slot_overlap
 from ..errors import InputError
 from ..files import atomic_write
 from ..guide import Guide
@@ -52,6 +52,8 @@ def plain_loss(model, guide, x, temperature, sigma, elbo):
     loss = loss + elbo.theta_penalty * aggregate_l1(q_theta.probs)
     if elbo.alpha_penalty:
         loss = loss + elbo.alpha_penalty * binary_alpha_penalty(model.draw_objects(z)[:, :, 3])
+    if elbo.slot_overlap:
+        loss = loss + elbo.slot_overlap * slot_overlap(q_theta.probs)
     return loss
 
 
