@@ -17,7 +17,7 @@ from pyro_objects.model import Model
 
 
 def test_plain_pytorch_loss_equals_the_pyro_elbo_draw_for_draw(tiny_cfg):
-    cfg = tiny_cfg.replace(alpha_penalty=3.0)
+    cfg = tiny_cfg.replace(alpha_penalty=3.0, slot_overlap=1e3)
     model, guide = Model(cfg), Guide(cfg)
     x = torch.rand(4, 3, cfg.image_size, cfg.image_size)
     elbo = from_config(cfg)
