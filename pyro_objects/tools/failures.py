@@ -26,6 +26,7 @@ from .. import data as datasets
 from .. import metrics
 from ..errors import InputError
 from ..evaluate import decompose_batches
+from ..report import fmt
 from ..runs import load_run
 
 MISSED = 0.1   # a matched modal IoU below this is a missed object
@@ -100,12 +101,8 @@ def analyse(model, guide, data, batch_size=100, device="cpu"):
     return objects, images, {t: float(torch.cat(v).mean()) for t, v in sweep.items()}
 
 
-def _f(x):
-    return "—" if x != x else f"{x:.3f}"
-
-
 def _pct(x):
-    return "—" if x != x else f"{100 * x:.1f}%"
+    return fmt(100 * x, "{:.1f}%")
 
 
 def _mean(v):
@@ -150,8 +147,8 @@ def tables(objects, images, sweep):
         for label, g in rows:
             o = {k: v[g] for k, v in objects.items()}
             found = {k: v[~o["missed"].bool()] for k, v in o.items()}
-            lines.append(_row(label, int(g.sum()), _f(_mean(o["iou"])), _pct(_mean(o["missed"])),
-                              *(_f(_mean(found[k])) for k in ("iou", "precision", "recall")),
+            lines.append(_row(label, int(g.sum()), fmt(_mean(o["iou"])), _pct(_mean(o["missed"])),
+                              *(fmt(_mean(found[k])) for k in ("iou", "precision", "recall")),
                               _pct(float((1 - o["iou"]).sum()) / loss)))
     lines += ["", "### Slots, by objects in the image", "",
               f"used: α > {metrics.THRESHOLD} on ≥ {USED_PX} px; copy: a used slot whose amodal mask has IoU > "
@@ -170,8 +167,8 @@ def tables(objects, images, sweep):
     ratio = found["ratio"]  # [found objects]
     lines += ["", f"### Found objects' modal masks (IoU ≥ {MISSED})", "",
               *_head("objects", "precision", "recall", "predicted / true px (median)", "predicted larger than truth"),
-              _row(len(ratio), _f(_mean(found["precision"])), _f(_mean(found["recall"])),
-                   _f(float(ratio.quantile(.5)) if len(ratio) else float("nan")), _pct(_mean(ratio > 1)))]
+              _row(len(ratio), fmt(_mean(found["precision"])), fmt(_mean(found["recall"])),
+                   fmt(float(ratio.quantile(.5)) if len(ratio) else float("nan")), _pct(_mean(ratio > 1)))]
     return "\n".join(lines)
 
 
