@@ -72,6 +72,8 @@ class Config:
     batch_growth_epochs: tuple = () # stage 1's batch is multiplied by batch_growth at the start of each,
     batch_growth: int = 2           # and its learning rate by batch_growth_lr (docs/PERFORMANCE.md)
     batch_growth_lr: float = 1.0
+    weight_average: float = 0.0     # decay of a moving average of stage 1's weights that checks, saved models and
+                                    # stage 2 read (train.WeightAverage); 0: the weights as trained
     calibration_batches: int = 10   # before each checkpoint and check, the guide's batch-norm statistics from
                                     # decompositions of this many training batches; 0: training's own (train.calibrate)
 
@@ -225,6 +227,8 @@ def check(cfg):
                                 "whole numbers of epochs from 1, rising, e.g. 4,8"),
         "batch_growth": (count(cfg.batch_growth, 1), "a whole number, at least 1"),
         "batch_growth_lr": (number(cfg.batch_growth_lr) and cfg.batch_growth_lr > 0, "a positive number"),
+        "weight_average": (number(cfg.weight_average) and 0 <= cfg.weight_average < 1,
+                           "a decay from 0 (off) up to but not including 1, e.g. 0.999"),
         "xi_positions": (cfg.xi_positions in ("own", "all"), "'own' or 'all'"),
         "depth_blend": (cfg.depth_blend in ("order", "softmax"), "'order' or 'softmax'"),
         "temperature_reading": (cfg.temperature_reading in ("inverse", "epoch"), "'inverse' or 'epoch'"),

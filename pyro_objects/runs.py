@@ -259,6 +259,7 @@ def load_run(run_dir, device="cpu"):
     state = ours(load_checkpoint(run_dir, device), run_dir)
     cfg = config_from_dict(state["config"])
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
-    model.load_state_dict(state["model"])
-    guide.load_state_dict(state["guide"])
+    weights = state.get("average", state)  # stage 1's moving average, where training kept one (train.WeightAverage)
+    model.load_state_dict(weights["model"])
+    guide.load_state_dict(weights["guide"])
     return cfg, model.eval(), guide.eval(), state

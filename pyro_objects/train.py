@@ -17,7 +17,11 @@ the guide's posterior modes. Each step is `SVI.step` with a Pyro optimiser; on a
 the acceleration layer (pyro_objects/fast) takes the same steps faster. The checkpoint
 holds everything the next step depends on (runs.py), so a run stopped by its time
 budget and resumed ends where an uninterrupted run would.
+
+With cfg.weight_average, a moving average of stage 1's weights is kept beside them
+(`WeightAverage`): checks, figures and the checkpoint's saved model read it, and stage 2 starts from it.
 """
+import contextlib
 import dataclasses
 import math
 import sys
@@ -70,6 +74,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
         if eval_every and lead and eval_data is None:
             eval_data = datasets.load(cfg.dataset, "eval", 500, device=device, cfg=cfg, cache=run.cache)
         stage = Stage(at["stage"], cfg, model, guide, at["lr"], device, speed, run.state and run.state["optim"])
+        average = WeightAverage.of(cfg, model, guide, at, run.state)
         log = Log(run.dir, run.state is not None) if lead else None
         bar = tqdm(total=sum(steps_per_epoch), initial=at["step"], disable=not (progress and lead),
                    unit="step", dynamic_ncols=True)
@@ -83,6 +88,9 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     stopped = True
                     break
                 if schedules.stage(cfg, at["epoch"]) != stage.number:  # stage 2: new networks, a fresh optimiser
+                    if average:  # the frozen networks keep stage 1's average, which the scene prior is fitted to
+                        average.adopt()
+                        average = None
                     at.update(stage=2, lr=run.stage_2_lr)
                     stage = Stage(2, cfg, model, guide, at["lr"], device, speed)
                 x = data.batch(_share(order, at["batch"], batch_size), device)
@@ -91,10 +99,12 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                 loss = stage.step(x, schedules.temperature(cfg, at["images"]), schedules.sigma(cfg, at["epoch"]))
                 if fast.any_rank(not math.isfinite(loss)):
                     restores, failing = restores + 1, True
-                    stage = _fall_back(run, model, guide, at, restores, device, speed, bar)
+                    stage, average = _fall_back(run, model, guide, at, restores, device, speed, bar)
                     continue
                 failing = False
                 at.update(step=at["step"] + 1, batch=at["batch"] + 1, images=at["images"] + batch_size)
+                if average:
+                    average.update(at["step"])
                 clock.tock()
                 if lead and (at["step"] % log_every == 0 or at["batch"] == steps_per_epoch[at["epoch"]]):
                     log.step(at, loss, stage.elbo.last_terms, schedules.temperature(cfg, at["images"]),
@@ -102,7 +112,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
-                    with clock.paused():
+                    with clock.paused(), average.swapped() if average else _nothing():
                         if at["stage"] == 1:
                             calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
                         score_quality(run.dir, model, guide, eval_data, device, at, clock.seconds(), log)
@@ -113,13 +123,14 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     and schedules.batch_size(cfg, at["epoch"]) != batch_size  # (stage 2 builds its own Stage)
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
-                _checkpoint(run, model, guide, stage, at, clock, lead, data, device)
+                _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
                 restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
-                    epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
+                    with average.swapped() if average else _nothing():  # the model the checkpoint saves
+                        epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
-            _checkpoint(run, model, guide, stage, at, clock, lead, data, device)
+            _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
         if stopped:
             bar.write(f"stopped at step {at['step']} (epoch {at['epoch']}) to keep the budget; continue with --resume",
                       file=sys.stderr)
@@ -276,11 +287,15 @@ class _Decomposing(torch.nn.Module):
         return self.guide.modes(x)
 
 
-def _checkpoint(run, model, guide, stage, at, clock, lead, data, device):
+def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average=None):
     if lead and at["stage"] == 1:
         calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
+    if lead and average:
+        with average.swapped():
+            calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
+            averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
     if lead:
-        save_checkpoint(run.dir, {
+        save_checkpoint(run.dir, {**({"average": averaged} if average else {}),
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
             "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
             "temperature": schedules.temperature(run.cfg, at["images"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
@@ -309,7 +324,61 @@ def _fall_back(run, model, guide, at, restores, device, speed, bar):
     if at["stage"] == 2:  # if the checkpoint is of stage 1, stage 2 starts again, at half its rate too
         run.stage_2_lr = lr / 2
     at.update(position(state), lr=lr / 2)
-    return Stage(at["stage"], run.cfg, model, guide, at["lr"], device, speed, state["optim"])
+    return (Stage(at["stage"], run.cfg, model, guide, at["lr"], device, speed, state["optim"]),
+            WeightAverage.of(run.cfg, model, guide, at, state))
+
+
+def _copy(state_dict):
+    return {k: v.clone() for k, v in state_dict.items()}
+
+
+class WeightAverage:
+    """A moving average of the networks' weights and batch-norm statistics through stage 1 (Polyak
+    averaging; ours, not in the paper): after step t, average ← average + (1 − δ_t)(weights − average)
+    with δ_t = min(decay, (1 + t) / (10 + t)), so that early on it follows the weights closely. The
+    steps are the same as without it; checks and saved models read the average (`swapped`), and stage
+    2 starts from it (`adopt`). Floating-point entries of the state dicts only (not batch counts)."""
+
+    def __init__(self, nets, decay, averaged=None):
+        self.decay = decay
+        self.weights = [t for net in nets for t in net.state_dict().values() if t.is_floating_point()]
+        if averaged is None:
+            self.average = [t.clone() for t in self.weights]
+        else:  # a checkpoint's {"model": state dict, "guide": state dict}, in the order of nets
+            saved = [t for sd in (averaged["model"], averaged["guide"]) for t in sd.values() if t.is_floating_point()]
+            if [a.shape for a in saved] != [w.shape for w in self.weights]:
+                raise TrainingError("the checkpoint's weight average does not match the networks")
+            self.average = [torch.empty_like(w).copy_(a) for a, w in zip(saved, self.weights)]  # w's layout
+
+    @classmethod
+    def of(cls, cfg, model, guide, at, state):
+        """The run's average, from its checkpoint's state where it has one; None where it keeps none."""
+        if not cfg.weight_average or at["stage"] != 1:
+            return None
+        return cls((model, guide), cfg.weight_average, state and state.get("average"))
+
+    @torch.no_grad()
+    def update(self, t):
+        torch._foreach_lerp_(self.average, self.weights, 1 - min(self.decay, (1 + t) / (10 + t)))
+
+    @torch.no_grad()
+    def adopt(self):
+        """The networks take the average's values."""
+        torch._foreach_copy_(self.weights, self.average)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """A context in which the networks hold the average; what they hold at its end (a calibration's
+        statistics) is kept in the average, and the weights as trained come back."""
+        with torch.no_grad():
+            trained = [t.clone() for t in self.weights]
+            self.adopt()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.average, self.weights)
+                torch._foreach_copy_(self.weights, trained)
 
 
 class _nothing:

@@ -13,7 +13,7 @@ from pyro_objects.guide import Guide
 from pyro_objects.model import Model
 from pyro_objects.runs import has_scene_prior, load_checkpoint
 from pyro_objects.schedules import batch_size, sigma, temperature
-from pyro_objects.train import Stage
+from pyro_objects.train import Stage, WeightAverage
 
 
 def same_networks(a, b):
@@ -364,3 +364,49 @@ def test_calibrate_gives_the_guides_batch_norm_the_statistics_of_decompositions_
     torch.testing.assert_close(norm.running_mean, means)
     calibrate(guide, data, cfg.batch_size, 0, "cpu")  # paper-training's 0: the statistics stay
     torch.testing.assert_close(norm.running_mean, means)
+
+
+def test_the_weight_average_moves_toward_the_weights_by_its_warmed_up_decay():
+    net = torch.nn.BatchNorm1d(2)  # a weight, a bias and two running statistics, and an integer count
+    average = WeightAverage((net, torch.nn.Identity()), decay=0.5)
+    before = net.weight.detach().clone()  # ones
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    average.update(1)  # δ_1 = min(0.5, 2 / 11): the average moves 9/11 of the way
+    with average.swapped():
+        assert torch.allclose(net.weight, before + 9 / 11 * 2.0)
+        net.running_mean.fill_(7.0)  # a calibration inside is kept in the average
+    assert torch.equal(net.weight, torch.full((2,), 3.0)) and torch.equal(net.running_mean, torch.zeros(2))
+    average.update(100)  # δ_100 = 0.5
+    average.adopt()
+    assert torch.allclose(net.weight, torch.full((2,), (1 + 9 / 11 * 2.0 + 3.0) / 2))
+    assert torch.equal(net.running_mean, torch.full((2,), 3.5))
+
+
+def test_a_run_with_a_weight_average_takes_the_same_steps_and_resumes_exactly(tiny_cfg, tmp_path, train_tiny):
+    cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0, obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")
+    plain = train_tiny(cfg, tmp_path / "plain")
+    whole = train_tiny(cfg.replace(weight_average=0.9), tmp_path / "whole")
+    same_networks(plain, whole)  # the weights as trained
+    assert "average" not in plain
+    assert not torch.equal(whole["average"]["model"]["F_obj.0.1.weight"], whole["model"]["F_obj.0.1.weight"])
+    train_tiny(cfg.replace(weight_average=0.9), tmp_path / "split", max_steps=6)
+    resumed = train_tiny(None, tmp_path / "split", resume=True)
+    same_networks(whole, resumed)
+    same_networks(whole["average"], resumed["average"])
+    _, model, _, _ = runs.load_run(tmp_path / "whole")  # what decompose, evaluate and export read
+    assert torch.equal(model.state_dict()["F_obj.0.1.weight"], whole["average"]["model"]["F_obj.0.1.weight"])
+
+
+def test_stage_2_fits_the_scene_prior_to_the_weight_average(tiny_cfg, tmp_path, train_tiny):
+    cfg = tiny_cfg.replace(epochs=3, weight_average=0.9)  # 4 steps an epoch; stage 2 is epoch 2
+    before = train_tiny(cfg, tmp_path / "r", max_steps=8)  # the end of stage 1
+    after = train_tiny(None, tmp_path / "r", resume=True)
+    assert has_scene_prior(after) and "average" not in after
+    prior = ("zeta.", "xi.", "encode_y.")
+    for part in ("model", "guide"):
+        for name, tensor in before["average"][part].items():
+            if tensor.is_floating_point() and not name.startswith(prior):
+                assert torch.equal(tensor, after[part][name]), f"{part}.{name}"
+    with pytest.raises(InputError, match="weight_average"):
+        check(cfg.replace(weight_average=1.0))
