@@ -72,7 +72,7 @@ class Config:
     batch_growth_epochs: tuple = () # stage 1's batch is multiplied by batch_growth at the start of each,
     batch_growth: int = 2           # and its learning rate by batch_growth_lr (docs/PERFORMANCE.md)
     batch_growth_lr: float = 1.0
-    weight_average: float = 0.0     # decay of a moving average of stage 1's weights that checks, saved models and
+    weight_average: float = 0.999   # decay of a moving average of stage 1's weights that checks, saved models and
                                     # stage 2 read (train.WeightAverage); 0: the weights as trained
     calibration_batches: int = 10   # before each checkpoint and check, the guide's batch-norm statistics from
                                     # decompositions of this many training batches; 0: training's own (train.calibrate)
@@ -158,7 +158,7 @@ def with_preset(cfg, preset):
     changes = dict(
         preset=preset, lr_decay_epochs=(), sigma_switch=150 / 500, sigma_warmup_epochs=0,
         temperature_reading="epoch", sharpness=(0.3, 1e-4), xi_positions="all", depth_blend="softmax",
-        attentive=dsprites, calibration_batches=0,
+        attentive=dsprites, calibration_batches=0, weight_average=0.0,
     )
     if dsprites:
         changes.update(slots=4, zeta=cfg.zeta.rsplit("-c", 1)[0] + "-c4")  # ζ draws one position map per slot

@@ -198,6 +198,8 @@ def config_from_dict(d):
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields})
     if "calibration_batches" not in d:  # a run from before the field: what its preset sets now
         cfg = cfg.replace(calibration_batches=with_preset(cfg, cfg.preset).calibration_batches)
+    if "weight_average" not in d:  # a run from before the field kept no average
+        cfg = cfg.replace(weight_average=0.0)
     return cfg
 
 

@@ -11,7 +11,8 @@ from pyro_objects.errors import InputError
 from pyro_objects.runs import config_from_dict
 
 SET = {"preset", "lr_decay_epochs", "sigma_switch", "sigma_warmup_epochs", "temperature_reading", "sharpness",
-       "xi_positions", "depth_blend", "attentive", "slots", "zeta", "calibration_batches"}
+       "xi_positions", "depth_blend", "attentive", "slots", "zeta", "calibration_batches",
+       "weight_average"}
 
 
 def changed(a, b):
@@ -33,6 +34,9 @@ def test_paper_training_sets_app_bs_schedules_and_leaves_the_networks_ours(name)
     old = {k: v for k, v in dataclasses.asdict(paper).items() if k != "calibration_batches"}  # saved before the field
     assert config_from_dict(old) == paper
     assert config_from_dict({k: v for k, v in dataclasses.asdict(ours).items() if k != "calibration_batches"}) == ours
+    assert ours.weight_average == 0.999 and paper.weight_average == 0  # ours: a moving average of the weights
+    older = {k: v for k, v in dataclasses.asdict(ours).items() if k not in ("calibration_batches", "weight_average")}
+    assert config_from_dict(older) == ours.replace(weight_average=0.0)  # trained before the field: no average
     # App. B: σ switches after epoch 150 of 500, the rate stays 5e-4, the temperature is 0.3·2^(0.0001·epoch)
     assert schedules.sigma(paper, 149) == paper.sigma[0] and schedules.sigma(paper, 150) == paper.sigma[1]
     assert all(schedules.learning_rate(paper, 5e-4, e) == 5e-4 for e in range(paper.epochs))

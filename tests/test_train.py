@@ -201,8 +201,8 @@ def test_a_run_stopped_in_stage_1_gets_its_scene_prior_and_keeps_its_decompositi
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (saved["epochs"], saved["hyperprior_epochs"]) == (4, 2)
     prior, fitted = ("zeta.", "xi.", "encode_y."), set()
-    for part in ("model", "guide"):
-        for name, tensor in before[part].items():
+    for part in ("model", "guide"):  # stage 2 starts from stage 1's moving average of the weights
+        for name, tensor in before["average"][part].items():
             changed = not torch.equal(tensor, after[part][name])
             assert changed == (name.startswith(prior) and tensor.is_floating_point()), f"{part}.{name}"
             fitted |= {name.split(".")[0]} if changed else set()
@@ -385,7 +385,7 @@ def test_the_weight_average_moves_toward_the_weights_by_its_warmed_up_decay():
 
 def test_a_run_with_a_weight_average_takes_the_same_steps_and_resumes_exactly(tiny_cfg, tmp_path, train_tiny):
     cfg = tiny_cfg.replace(epochs=3, hyperprior_epochs=0, obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")
-    plain = train_tiny(cfg, tmp_path / "plain")
+    plain = train_tiny(cfg.replace(weight_average=0.0), tmp_path / "plain")
     whole = train_tiny(cfg.replace(weight_average=0.9), tmp_path / "whole")
     same_networks(plain, whole)  # the weights as trained
     assert "average" not in plain
@@ -410,3 +410,23 @@ def test_stage_2_fits_the_scene_prior_to_the_weight_average(tiny_cfg, tmp_path, 
                 assert torch.equal(tensor, after[part][name]), f"{part}.{name}"
     with pytest.raises(InputError, match="weight_average"):
         check(cfg.replace(weight_average=1.0))
+
+
+def test_the_weight_average_tool_scores_the_weights_as_trained_as_a_run_without_an_average_does(tiny_cfg, tmp_path,
+                                                                                                  train_tiny):
+    from pyro_objects.data import Dataset, polygons
+    from pyro_objects.tools.weight_average import scoring_both
+    cfg = tiny_cfg.replace(epochs=3, obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")  # 4 steps an epoch; stage 2 from step 9
+    d = polygons.generate(16, seed=1, image_size=cfg.image_size)
+    held_out = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    train_tiny(cfg.replace(weight_average=0.0), tmp_path / "plain", eval_every=3, eval_data=held_out, max_steps=8)
+    with scoring_both():
+        train_tiny(cfg.replace(weight_average=0.9), tmp_path / "both", eval_every=3, eval_data=held_out)
+
+    def rows(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in r.items() if k != "minutes"} for r in csv.DictReader(f)]
+    averaged, trained = rows(tmp_path / "both" / "quality.csv"), rows(tmp_path / "both" / "as-trained" / "quality.csv")
+    assert [r["step"] for r in averaged] == ["3", "6", "9", "12"] and [r["step"] for r in trained] == ["3", "6"]
+    assert trained == rows(tmp_path / "plain" / "quality.csv")  # the same weights, the same calibration: the same scores
+    assert averaged[:2] != trained
