@@ -396,6 +396,10 @@ def test_a_run_with_a_weight_average_takes_the_same_steps_and_resumes_exactly(ti
     same_networks(whole["average"], resumed["average"])
     _, model, _, _ = runs.load_run(tmp_path / "whole")  # what decompose, evaluate and export read
     assert torch.equal(model.state_dict()["F_obj.0.1.weight"], whole["average"]["model"]["F_obj.0.1.weight"])
+    from click.testing import CliRunner
+    from pyro_objects.cli import main
+    for run, weights in (("whole", "stage 1's moving average"), ("plain", "as trained")):
+        assert f"weights: {weights}\n" in CliRunner().invoke(main, ["info", str(tmp_path / run)]).output
 
 
 def test_stage_2_fits_the_scene_prior_to_the_weight_average(tiny_cfg, tmp_path, train_tiny):

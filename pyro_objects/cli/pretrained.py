@@ -58,7 +58,9 @@ def info_command(model, as_json):
         record = {"dataset": state["config"]["dataset"], "commands": runs.commands(model), "epoch": state["epoch"],
                   "step": state["step"], "minutes": _minutes(state.get("seconds", 0)),
                   "minutes_in_steps": _minutes(state.get("step_seconds")),
-                  "scene_prior": runs.has_scene_prior(state), "config": state["config"]}
+                  "scene_prior": runs.has_scene_prior(state),
+                  "weights": "stage 1's moving average" if "average" in state else "as trained",  # what load_run reads
+                  "config": state["config"]}
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return
