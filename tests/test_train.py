@@ -419,7 +419,7 @@ def test_stage_2_fits_the_scene_prior_to_the_weight_average(tiny_cfg, tmp_path, 
 def test_the_weight_average_tool_scores_the_weights_as_trained_as_a_run_without_an_average_does(tiny_cfg, tmp_path,
                                                                                                   train_tiny):
     from pyro_objects.data import Dataset, polygons
-    from pyro_objects.tools.weight_average import scoring_both
+    from pyro_objects.tools.weight_average import paired, scoring_both
     cfg = tiny_cfg.replace(epochs=3, obj_encoder="c8s2e-b-c8s2e-b-d32e-d18")  # 4 steps an epoch; stage 2 from step 9
     d = polygons.generate(16, seed=1, image_size=cfg.image_size)
     held_out = Dataset("polygons", d["images"], d["amodal"], d["count"])
@@ -434,3 +434,9 @@ def test_the_weight_average_tool_scores_the_weights_as_trained_as_a_run_without_
     assert [r["step"] for r in averaged] == ["3", "6", "9", "12"] and [r["step"] for r in trained] == ["3", "6"]
     assert trained == rows(tmp_path / "plain" / "quality.csv")  # the same weights, the same calibration: the same scores
     assert averaged[:2] != trained
+    table = paired(tmp_path / "both").splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[2:]]
+    assert [c[0] for c in cells] == ["3", "6", "median difference"]
+    difference = (float(averaged[0]["mIOU"]) - float(trained[0]["mIOU"]) + float(averaged[1]["mIOU"])
+                  - float(trained[1]["mIOU"])) / 2  # the median of two
+    assert cells[-1][2] == f"{difference:+.3f}"  # mIOU's column

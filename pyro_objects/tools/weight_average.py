@@ -5,10 +5,13 @@ batch-norm statistics calibrated as training calibrates them, at the same step a
     python -m pyro_objects.tools.weight_average clevr3 --out RUN --seed 0 --time-budget 170s --eval-every 250
 
 takes the options of `pyro-objects train` and writes RUN/quality.csv (the average, as training
-alone writes it) and RUN/as-trained/quality.csv (the weights as trained). The steps are those of
-the same command without the tool; only the checks take longer (the budget counts them).
+alone writes it) and RUN/as-trained/quality.csv (the weights as trained), then prints both, check
+by check, with their differences. The steps are those of the same command without the tool; only
+the checks take longer (the budget counts them).
 """
 import contextlib
+import csv
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,6 +19,9 @@ import torch
 
 from .. import train as training
 from ..cli import main
+from ..report import fmt
+
+METRICS = ("mIOU", "aIOU", "DPA", "FG-ARI")
 
 
 @contextlib.contextmanager
@@ -60,6 +66,46 @@ def scoring_both():
         training.WeightAverage.swapped, training.calibrate, training.score_quality = swapped, calibrate, score
 
 
+def paired(run_dir):
+    """The checks of a run trained within scoring_both, the average's beside the weights' as trained:
+    a Markdown table, one row a check, and the median difference of each metric over the checks."""
+    def rows(path):
+        with open(path, newline="") as f:
+            return {r["step"]: r for r in csv.DictReader(f)}
+    averaged, trained = rows(Path(run_dir) / "quality.csv"), rows(Path(run_dir) / "as-trained" / "quality.csv")
+    steps = [step for step in averaged if step in trained]
+    lines = ["| step | minutes | " + " | ".join(f"{k}: average / as trained" for k in METRICS) + " |",
+             "|---|---|" + "---|" * len(METRICS)]
+    differences = {k: [] for k in METRICS}
+    for step in steps:
+        cells = []
+        for k in METRICS:
+            a, t = (float(r[k]) if r.get(k) else None for r in (averaged[step], trained[step]))
+            cells.append(f"{fmt(a)} / {fmt(t)}")
+            if a is not None and t is not None:
+                differences[k].append(a - t)
+        lines.append(f"| {step} | {float(averaged[step]['minutes']):.2f} | " + " | ".join(cells) + " |")
+    lines.append("| median difference | | " + " | ".join(
+        fmt(statistics.median(d) if d else None, "{:+.3f}") for d in differences.values()) + " |")
+    return "\n".join(lines)
+
+
+def _out(args):
+    for k, arg in enumerate(args):
+        if arg == "--out" and k + 1 < len(args):
+            return args[k + 1]
+        if arg.startswith("--out="):
+            return arg[len("--out="):]
+    return None
+
+
 if __name__ == "__main__":
     with scoring_both():
-        main(["train", *sys.argv[1:]], prog_name="python -m pyro_objects.tools.weight_average", standalone_mode=True)
+        try:
+            main(["train", *sys.argv[1:]], prog_name="python -m pyro_objects.tools.weight_average")
+        except SystemExit as stop:
+            if stop.code:
+                raise
+    run_dir = _out(sys.argv[1:])
+    if run_dir and (Path(run_dir) / "as-trained" / "quality.csv").is_file():
+        print(paired(run_dir))
