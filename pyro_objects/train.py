@@ -3,6 +3,7 @@
     for each epoch:
         for each batch of the epoch's fixed shuffle:
             stage 1: svi.step(x, temperature=τ(images), sigma=σ(epoch))   the ELBO of Sec. 4 (elbo.py)
+                     average.update(step)                              the weights' moving average (ours)
             stage 2: svi.step(n, θ, z, d) at the guide's modes of x       the scene prior alone
         the learning rate (and the batch) change on schedule; checkpoint; figures (at most once a minute)
 
