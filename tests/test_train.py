@@ -412,6 +412,10 @@ def test_stage_2_fits_the_scene_prior_to_the_weight_average(tiny_cfg, tmp_path, 
         for name, tensor in before["average"][part].items():
             if tensor.is_floating_point() and not name.startswith(prior):
                 assert torch.equal(tensor, after[part][name]), f"{part}.{name}"
+    from click.testing import CliRunner
+    from pyro_objects.cli import main
+    assert "weights: stage 1's moving average, then stage 2's scene prior\n" in \
+        CliRunner().invoke(main, ["info", str(tmp_path / "r")]).output
     with pytest.raises(InputError, match="weight_average"):
         check(cfg.replace(weight_average=1.0))
 

@@ -59,7 +59,7 @@ def info_command(model, as_json):
                   "step": state["step"], "minutes": _minutes(state.get("seconds", 0)),
                   "minutes_in_steps": _minutes(state.get("step_seconds")),
                   "scene_prior": runs.has_scene_prior(state),
-                  "weights": "stage 1's moving average" if "average" in state else "as trained",  # what load_run reads
+                  "weights": _weights(state),
                   "config": state["config"]}
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -79,3 +79,12 @@ def info_command(model, as_json):
 
 def _minutes(seconds):
     return None if seconds is None else round(seconds / 60, 2)
+
+
+def _weights(state):
+    """Which weights a run's saved model holds (what load_run reads; train.WeightAverage)."""
+    if "average" in state:
+        return "stage 1's moving average"
+    if state["config"].get("weight_average") and state.get("stage", 1) == 2:
+        return "stage 1's moving average, then stage 2's scene prior"
+    return "as trained"
