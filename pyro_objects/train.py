@@ -62,7 +62,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
     cfg, lead = run.cfg, fast.rank() == 0  # only the first process writes the checkpoint, log and figures
     if cfg.batch_size % fast.world_size():
         raise InputError(f"batch size {cfg.batch_size} does not split evenly over {fast.world_size()} processes")
-    with lock(run.dir) if lead else _nothing(), pyro.validation_enabled(False):  # argument checks: a host read a step
+    # no argument checks while training: each is a host read a step
+    with lock(run.dir) if lead else contextlib.nullcontext(), pyro.validation_enabled(False):
         model, guide, at = _networks(run, device, speed)
         data = datasets.resident(data or datasets.load(cfg.dataset, "train", cfg.n_train, run.seed, device, cfg, run.cache),
                                  device)  # batches gathered on the GPU, where the images fit
@@ -113,7 +114,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
-                    with clock.paused(), average.swapped() if average else _nothing():
+                    with clock.paused(), average.swapped() if average else contextlib.nullcontext():
                         if at["stage"] == 1:
                             calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
                         score_quality(run.dir, model, guide, eval_data, device, at, clock.seconds(), log)
@@ -127,7 +128,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                 _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
                 restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
-                    with average.swapped() if average else _nothing():  # the model the checkpoint saves
+                    with average.swapped() if average else contextlib.nullcontext():  # the model the checkpoint saves
                         epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
@@ -380,11 +381,3 @@ class WeightAverage:
             with torch.no_grad():
                 torch._foreach_copy_(self.average, self.weights)
                 torch._foreach_copy_(self.weights, trained)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
