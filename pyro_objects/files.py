@@ -14,10 +14,17 @@ def atomic_write(path, write):
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        open(tmp, "wb").close()  # a folder that cannot be written in fails here, as an OSError (torch.save's is not)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # an unwritable folder, a full disk: the file named, and the old one kept
+        missing = "" if path.parent.is_dir() else f" (the folder {path.parent} does not exist)"
+        raise InputError(f"cannot write {path}: {e.strerror or e}{missing}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def sha256(path):

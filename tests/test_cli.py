@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from pyro_objects.cli import main
@@ -115,6 +116,33 @@ def test_a_learning_rate_schedule_is_set_or_taken_away_as_a_list_of_epochs():
 def test_missing_run_directory(tmp_path):
     one_line_error(invoke("sample", tmp_path / "none"), "does not exist")
     one_line_error(invoke("decompose", tmp_path / "none"), "does not exist")
+
+
+def test_a_device_this_machine_lacks_or_torch_does_not_know_is_one_line(tmp_path):
+    one_line_error(invoke("sample", "pretrained:polygons", "--device", "tpu", "--out", tmp_path / "s.png"),
+                   "unknown --device 'tpu'", "cpu, cuda or cuda:N")
+    one_line_error(invoke("sample", "pretrained:polygons", "--device", "meta", "--out", tmp_path / "s.png"),
+                   "--device meta is not supported")
+    if not torch.cuda.is_available():
+        one_line_error(invoke("sample", "pretrained:polygons", "--device", "cuda:1", "--out", tmp_path / "s.png"),
+                       "no CUDA GPU")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_cpu_with_an_index_is_the_cpu():
+    from pyro_objects.cli.common import pick_device
+    assert pick_device("cpu:0") == pick_device("cpu") == "cpu"
+
+
+def test_a_file_that_cannot_be_read_or_written_is_one_line(trained, monkeypatch):
+    import pyro_objects.runs
+    full = OSError(28, "No space left on device")
+    full.filename = str(trained / "checkpoint.pt")
+
+    def fails(*args, **kwargs):
+        raise full
+    monkeypatch.setattr(pyro_objects.runs, "load_checkpoint", fails)
+    one_line_error(invoke("info", trained), "checkpoint.pt: No space left on device")
 
 
 def test_corrupt_checkpoint(tmp_path):

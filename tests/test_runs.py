@@ -43,11 +43,18 @@ def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_pat
     def fails(tmp):
         tmp.write_text("half")
         raise OSError("disk full")
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="cannot write .*results.json: disk full"):
         atomic_write(path, fails)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
     atomic_write(path, lambda tmp: tmp.write_text("new"))
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_an_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
+    """torch.save reports a folder it cannot write in as a RuntimeError; the write says which file and why."""
+    with pytest.raises(InputError, match="cannot write .*model.pt: No such file or directory .*gone does not exist"):
+        atomic_write(tmp_path / "gone" / "model.pt", lambda tmp: torch.save({"w": 1}, tmp))
+    assert not (tmp_path / "gone").exists()
 
 
 def test_a_loaded_run_has_the_checkpoints_networks_in_eval_mode(tiny_cfg, tmp_path, train_tiny):

@@ -19,6 +19,8 @@ class _Group(click.Group):
         except torch.cuda.OutOfMemoryError as e:  # checkpoints are written atomically: nothing is lost
             first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
             raise click.ClickException(f"{first.rstrip('.')}: try a smaller batch (--batch-size, --batch-sizes)") from None
+        except OSError as e:  # a file that cannot be read or written: named, in one line
+            raise click.ClickException(f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)) from None
 
 
 @click.group(cls=_Group)

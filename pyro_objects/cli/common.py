@@ -9,10 +9,23 @@ from ..errors import InputError
 
 
 def pick_device(device):
+    """--device as given (cpu, cuda, cuda:N), or the GPU where there is one; an InputError for a
+    device this machine lacks."""
     if device is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown --device {device!r}: use cpu, cuda or cuda:N") from None
+    if kind.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device} is not supported: use cpu, cuda or cuda:N")
+    if kind.type == "cpu":
+        return "cpu"
+    if kind.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was asked for, but this machine has no CUDA GPU")
+    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1}")
     return device
 
 
