@@ -13,6 +13,7 @@ from .files import atomic_write
 
 SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
                              [0.7, 0.3, 0.9], [0.9, 0.5, 0.7], [0.4, 0.9, 0.9], [0.6, 0.4, 0.2]])
+FIGURE_MAX = 256  # images a figure draws at most: Agg draws no side over 2^16 pixels (595 inches at 110 dpi)
 
 
 def checkerboard(n, square=8):

@@ -145,6 +145,30 @@ def test_a_file_that_cannot_be_read_or_written_is_one_line(trained, monkeypatch)
     one_line_error(invoke("info", trained), "checkpoint.pt: No space left on device")
 
 
+def test_a_number_that_is_not_finite_is_refused(tmp_path):
+    for value in ("nan", "inf"):
+        result = invoke("train", "polygons", "--quick", "--lr", value, "--out", tmp_path / "r")
+        assert result.exit_code == 2 and "is not a finite number" in result.output, result.output
+    result = invoke("score", tmp_path / "gt.npz", tmp_path / "pred.npz", "--threshold", "nan")
+    assert result.exit_code == 2 and "is not a finite number" in result.output, result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_figure_too_large_to_draw_is_refused_before_any_work(trained, tmp_path):
+    one_line_error(invoke("sample", trained, "--n", 257, "--out", tmp_path / "s.png"), "--n 257", "at most 256 scenes")
+    one_line_error(invoke("decompose", trained, "--n", 257, "--out", tmp_path / "d.png"), "at most 256 images", "--output")
+    assert not list(tmp_path.iterdir())
+
+
+def test_resume_refuses_another_dataset_or_seed_and_leaves_the_run_as_it_was(trained):
+    before = (trained / "checkpoint.pt").read_bytes()
+    one_line_error(invoke("train", "multi-dsprites", "--resume", "--out", trained), "a run on polygons, not multi-dsprites",
+                   "pyro-objects train polygons --resume")
+    one_line_error(invoke("train", "polygons", "--resume", "--seed", 4, "--out", trained), "started with --seed 0",
+                   "keeps its seed")
+    assert (trained / "checkpoint.pt").read_bytes() == before
+
+
 def test_corrupt_checkpoint(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
     one_line_error(invoke("sample", tmp_path), "corrupt")

@@ -1,4 +1,5 @@
-"""What several commands share: the device, durations."""
+"""What several commands share: the device, durations, finite numbers."""
+import math
 import re
 import shlex
 
@@ -6,6 +7,16 @@ import click
 import torch
 
 from ..errors import InputError
+
+
+class Finite(click.FloatRange):
+    """click.FloatRange that refuses nan and inf too (a range lets nan through: no comparison with it holds)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def pick_device(device):

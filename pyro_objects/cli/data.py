@@ -7,7 +7,7 @@ from .. import data as datasets
 from ..config import config_for
 from ..data import blender, shards
 from ..files import check_output
-from ..viz import scenes_figure, truth_figure
+from ..viz import FIGURE_MAX, scenes_figure, truth_figure
 from . import main
 from .common import pick_device
 
@@ -55,7 +55,7 @@ def make_command(name, n, n_eval, out_dir, seed, shard_size, device, renderer):
 
 @data_group.command("show")
 @click.argument("name")
-@click.option("--n", type=click.IntRange(min=1), default=16, show_default=True, help="Images to show.")
+@click.option("--n", type=click.IntRange(min=1, max=FIGURE_MAX), default=16, show_default=True, help="Images to show.")
 @click.option("--split", type=click.Choice(["train", "eval"]), default="train", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: NAME.png).")

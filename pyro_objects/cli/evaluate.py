@@ -9,7 +9,7 @@ from ..files import atomic_write, check_output
 from ..report import fmt, markdown
 from ..score import score_files
 from . import main
-from .common import pick_device
+from .common import Finite, pick_device
 
 
 @main.command("evaluate")
@@ -36,7 +36,7 @@ def evaluate_command(run_dir, split, n, json_path, fid, fid_n, batch_size, cache
 @click.argument("truth_path", metavar="GT.npz", type=click.Path(dir_okay=False))
 @click.argument("pred_path", metavar="PRED.npz", type=click.Path(dir_okay=False))
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the numbers here.")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=metrics.THRESHOLD, show_default=True,
+@click.option("--threshold", type=Finite(0, 1), default=metrics.THRESHOLD, show_default=True,
               help="A slot covers a pixel where its alpha exceeds this.")
 @click.option("--min-overlap", type=click.IntRange(min=0), default=metrics.MIN_OVERLAP, show_default=True,
               help="DPA scores pairs whose amodal masks share at least this many pixels.")

@@ -16,14 +16,15 @@ from ..files import check_output
 from ..interpolate import FACTORS, interpolate
 from ..runs import has_scene_prior, load_run, output_path
 from ..score import save_npz
-from ..viz import decomposition_figure, rows_figure, samples_figure, save_gif, scenes_figure
+from ..viz import FIGURE_MAX, decomposition_figure, rows_figure, samples_figure, save_gif, scenes_figure
 from . import main
 from .common import pick_device
 
 
 @main.command("sample")
 @click.argument("run_dir", type=click.Path())
-@click.option("--n", type=click.IntRange(min=1), default=64, show_default=True, help="Scenes to generate.")
+@click.option("--n", type=click.IntRange(min=1), default=64, show_default=True,
+              help=f"Scenes to generate (at most {FIGURE_MAX}).")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/samples.png).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--place", "placements", multiple=True, metavar="J:R,C",
@@ -40,6 +41,8 @@ def sample_command(run_dir, n, out, seed, placements, front, device):
     (every other latent as it was); the scenes before the intervention go to OUT-before.png.
     A generative peer's run (`baseline train vae` or `monet`) draws its scenes alone.
     """
+    if n > FIGURE_MAX:
+        raise InputError(f"--n {n}: a figure draws at most {FIGURE_MAX} scenes")
     out = check_output(out or output_path(run_dir, "figures", "samples.png"), "png")
     before = check_output(out.with_name(f"{out.stem}-before{out.suffix}"), "png") if placements or front is not None else None
     requests = [parse_place(p) for p in placements]
@@ -85,7 +88,7 @@ def parse_place(text):
 @click.option("--b", "image_b", required=True, metavar="IMG", help="The last image, like --a.")
 @click.option("--factor", type=click.Choice(FACTORS), default="both", show_default=True,
               help="What moves: position (the first half of y), appearance (the second half), or both.")
-@click.option("--steps", type=click.IntRange(min=2), default=8, show_default=True, help="Scenes on the way, both ends included.")
+@click.option("--steps", type=click.IntRange(min=2, max=FIGURE_MAX), default=8, show_default=True, help="Scenes on the way, both ends included.")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="A .png figure or an animated .gif (default: RUN_DIR/figures/interpolate-FACTOR.png).")
 @click.option("--device")
@@ -133,7 +136,8 @@ def read_image(spec, image_size):
 @click.option("--input", "input_path",
               help="A PNG or JPEG file, a folder or glob of them (each centre-cropped to a square and resized), "
                    "or an .npz with 'images', uint8 [N, H, W, 3] (default: held-out images of the run's dataset).")
-@click.option("--n", type=click.IntRange(min=1), default=8, show_default=True, help="Images in the figure.")
+@click.option("--n", type=click.IntRange(min=1), default=8, show_default=True,
+              help=f"Images in the figure (at most {FIGURE_MAX}); without --input, the held-out images --output exports.")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG (default: RUN_DIR/figures/decompose.png).")
 @click.option("--output", "pred_path", type=click.Path(dir_okay=False),
               help="Also export every input image's decomposition to this .npz (the format `score` reads).")
@@ -147,6 +151,8 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     farther), theta int [N, J, 2] (row, col of each slot's argmax pixel), recon float [N, H, W, 3] in [0, 1].
     A baseline's run (`pyro-objects baseline train`) exports alpha (its slots' modal masks) and recon alone.
     """
+    if n > FIGURE_MAX and not pred_path:
+        raise InputError(f"--n {n}: the figure draws at most {FIGURE_MAX} images; --output PRED.npz exports more")
     out = check_output(out or output_path(run_dir, "figures", "decompose.png"), "png", inputs=[input_path])
     pred_path = check_output(pred_path, "npz", inputs=[input_path]) if pred_path else None
     device = pick_device(device)
@@ -154,7 +160,7 @@ def decompose_command(run_dir, input_path, n, out, pred_path, batch_size, device
     torch.manual_seed(0)  # Slot Attention draws its first slots at random: the same file every time
     images = read_inputs(input_path, cfg.image_size) if input_path else \
         datasets.load(cfg.dataset, "eval", n, device=device, cfg=cfg).images
-    x = datasets.to_float(images[:n].to(device))
+    x = datasets.to_float(images[:min(n, FIGURE_MAX)].to(device))
     decomposition_figure(x, decompose(model, guide, x), out)
     click.echo(f"{len(x)} images -> {out}")
     if pred_path:

@@ -7,7 +7,7 @@ from .. import pretrained, runs
 from ..export import export
 from ..report import fmt
 from . import main
-from .common import pick_device
+from .common import Finite, pick_device
 
 
 def scores_text(scores):
@@ -20,7 +20,7 @@ def scores_text(scores):
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--n", type=click.IntRange(min=8), default=1000, show_default=True,
               help="Held-out images to score the run and its float16 copy on.")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=0.005, show_default=True,
+@click.option("--max-drop", type=Finite(min=0), default=0.005, show_default=True,
               help="Refuse the export if float16 weights lose more than this on a decomposition metric.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--device")

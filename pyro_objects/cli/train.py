@@ -11,7 +11,7 @@ from ..config import LOSS_WEIGHTS, PRESETS, Speed, config_for, parse_settings, q
 from ..errors import InputError
 from ..train import train
 from . import main
-from .common import command_line, parse_duration, pick_device
+from .common import Finite, command_line, parse_duration, pick_device
 
 
 @main.command("train")
@@ -27,7 +27,7 @@ from .common import command_line, parse_duration, pick_device
               help="Set any other config field (pyro_objects/config.py) of a new run, e.g. --set beta_z=2000 "
                    "--set sigma=0.005,0.004; repeat for several. With --resume, only the loss weights "
                    f"({', '.join(LOSS_WEIGHTS)}).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+@click.option("--lr", type=Finite(min=0, min_open=True),
               help="Adam's learning rate (default: the config's); with --resume, the rate to go on with. "
                    "Either way the config's lr_decay_epochs still step it down (and batch_growth_epochs scale it).")
 @click.option("--no-hyperprior", is_flag=True,
@@ -80,6 +80,14 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
                              "weights, --scene-prior with --n-train, and --data for its cache moved can change)")
         weights = parse_settings(cfg, settings, allowed=LOSS_WEIGHTS)
         run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache)
+        trained_on = run.cfg.dataset
+        if trained_on != dataset and not (trained_on.startswith("folder:") and dataset.startswith("folder:")):
+            raise InputError(f"{run_dir} is a run on {trained_on}, not {dataset}: resume it with "
+                             f"pyro-objects train {trained_on} --resume --out {run_dir}")
+        ctx = click.get_current_context()
+        if ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE and seed != run.seed:
+            raise InputError(f"{run_dir} was started with --seed {run.seed}: a resumed run keeps its seed "
+                             "(leave --seed out, or start a new run with --out elsewhere)")
     else:
         if scene_prior_epochs:
             raise InputError("--scene-prior goes on from a trained run: give it with --resume")
