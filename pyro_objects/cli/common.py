@@ -32,9 +32,9 @@ def pick_device(device):
         raise InputError(f"--device {device} is not supported: use cpu, cuda or cuda:N")
     if kind.type == "cpu":
         return "cpu"
-    if kind.type == "cuda" and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         raise InputError("--device cuda was asked for, but this machine has no CUDA GPU")
-    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
+    if kind.index is not None and kind.index >= torch.cuda.device_count():
         raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
                          f"cuda:{torch.cuda.device_count() - 1}")
     return device
