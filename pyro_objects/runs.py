@@ -213,6 +213,9 @@ def load_checkpoint(run_dir, device="cpu"):
     if pretrained.is_pretrained(str(run_dir)):
         return pretrained.read(str(run_dir), device)
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise InputError(f"{run_dir} is a file, not a run directory" +
+                         (f" (an exported model is read as pretrained:{run_dir})" if run_dir.suffix == ".pt" else ""))
     if not run_dir.is_dir():
         raise InputError(f"run directory {run_dir} does not exist")
     path = run_dir / "checkpoint.pt"

@@ -116,6 +116,8 @@ def test_a_learning_rate_schedule_is_set_or_taken_away_as_a_list_of_epochs():
 def test_missing_run_directory(tmp_path):
     one_line_error(invoke("sample", tmp_path / "none"), "does not exist")
     one_line_error(invoke("decompose", tmp_path / "none"), "does not exist")
+    (tmp_path / "model.pt").write_bytes(b"")
+    one_line_error(invoke("info", tmp_path / "model.pt"), "is a file, not a run directory", "pretrained:")
 
 
 def test_a_device_this_machine_lacks_or_torch_does_not_know_is_one_line(tmp_path):
