@@ -76,7 +76,8 @@ def new_cache(cache):
     return (str(Path(cache).resolve()), shards.fingerprint(cache)) if cache else (None, None)
 
 
-def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu", cache=None):
+def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu", cache=None,
+           dataset=None):
     """The run in run_dir, to go on where it stopped.
 
     lr: go on at this rate (Adam's moments are kept); later steps of the schedule still apply.
@@ -84,8 +85,15 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
     scene_prior_epochs: end the run with this many epochs of stage 2 alone, of n_train images
     each (default: the run's own): the scene prior of a run stopped in stage 1.
     cache: where the run's dataset cache lies now, if it has moved (locate_cache).
+    dataset: the dataset the caller names, refused unless it is the run's (any folder: for a folder's, whose
+    path may be spelt another way; baselines.train._resumed checks its runs alike).
     """
     state = ours(load_checkpoint(run_dir, device), run_dir)
+    trained_on = state["config"]["dataset"]
+    folders = trained_on.startswith("folder:") and str(dataset).startswith("folder:")
+    if dataset is not None and dataset != trained_on and not folders:
+        raise InputError(f"{run_dir} is a run on {trained_on}, not {dataset}: resume it with "
+                         f"pyro-objects train {trained_on} --resume --out {run_dir}")
     cache, fingerprint = locate_cache(state, cache, run_dir)
     cfg = config_from_dict(state["config"])
     if scene_prior_epochs:

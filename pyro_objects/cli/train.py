@@ -79,11 +79,7 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
                              "config (--lr, --time-budget, --eval-every, --device, the speed options, --set of loss "
                              "weights, --scene-prior with --n-train, and --data for its cache moved can change)")
         weights = parse_settings(cfg, settings, allowed=LOSS_WEIGHTS)
-        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache)
-        trained_on = run.cfg.dataset
-        if trained_on != dataset and not (trained_on.startswith("folder:") and dataset.startswith("folder:")):
-            raise InputError(f"{run_dir} is a run on {trained_on}, not {dataset}: resume it with "
-                             f"pyro-objects train {trained_on} --resume --out {run_dir}")
+        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache, dataset=dataset)
         ctx = click.get_current_context()
         if ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE and seed != run.seed:
             raise InputError(f"{run_dir} was started with --seed {run.seed}: a resumed run keeps its seed "
