@@ -62,6 +62,8 @@ def check_output(path, kind, inputs=()):
     if kind == "png" and path.suffix and path.suffix[1:].lower() not in figure_formats():
         raise InputError(f"{path}: a figure cannot be written as {path.suffix}; give a name ending in .png "
                          f"(or {', '.join('.' + f for f in sorted(figure_formats()) if f != 'png')})")
+    if kind == "npz" and path.suffix.lower() != ".npz":  # np.load and `score` read it by its contents, people by its name
+        raise InputError(f"{path}: the export is an .npz archive; give a name ending in .npz")
     if path.exists() and not KINDS[kind](path):
         raise InputError(f"{path} exists and is not a {kind} file this command writes: choose another output path "
                          "(or delete it)")

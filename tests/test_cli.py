@@ -212,6 +212,16 @@ def test_train_on_a_folder_of_images(tmp_path):
     assert "| ours | — | — | — | — |" in result.output  # no decomposition numbers, MSE only
 
 
+def test_an_export_named_other_than_npz_and_an_unquoted_glob_are_one_line(trained, tmp_path):
+    one_line_error(invoke("decompose", trained, "--output", tmp_path / "pred.txt"), "pred.txt", "ending in .npz")
+    assert not (tmp_path / "pred.txt").exists()
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
+    result = invoke("decompose", trained, "--input", tmp_path / "a.png", tmp_path / "b.png")  # what a shell makes of *.png
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "unexpected extra argument" in result.output and "quote it: --input 'DIR/*.png'" in result.output
+
+
 def test_decompose_exports_predictions_that_score_reads(trained, tmp_path):
     from pyro_objects.data import polygons
     g = polygons.generate(5, seed=11)
@@ -329,6 +339,10 @@ def test_a_baseline_runs_predictions_are_scored_without_depth(baseline_run, tmp_
                    "--epochs", "--resume")
     one_line_error(invoke("baseline", "train", "vae", "polygons", "--resume", "--out", baseline_run),
                    "monet baseline, not of vae")
+    before = (baseline_run / "checkpoint.pt").read_bytes()
+    one_line_error(invoke("baseline", "train", "monet", "polygons", "--resume", "--seed", 3, "--out", baseline_run),
+                   "started with --seed 0", "keeps its seed")
+    assert (baseline_run / "checkpoint.pt").read_bytes() == before
 
 
 def test_bad_input_to_baseline_train_is_one_line(tmp_path):

@@ -66,15 +66,16 @@ def step(name, model, optim, x, cfg, at):
     return value, {**{k: float(v) for k, v in terms.items()}, **({"sigma": sigma} if sigma else {})}
 
 
-def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_budget=None, max_steps=None,
+def train_baseline(name, cfg, run_dir, device="cpu", seed=None, resume=False, time_budget=None, max_steps=None,
                    data=None, cache=None, eval_every=None, eval_data=None, sizes=None, figures=True, log_every=25,
                    progress=True, command=None):
     """Train the peer `name` (baselines.MODELS) on cfg's dataset into run_dir, to cfg.epochs, to
     time_budget seconds or to max_steps (counted from the run's start), whichever comes first
     -> the final checkpoint's state.
 
-    resume: go on with run_dir's run (its own config, seed and sizes; cfg, if given, must be of its dataset;
-    cache, if given, is where its cache lies now: runs.locate_cache).
+    seed: a new run's (default 0). resume: go on with run_dir's run (its own config, seed and sizes; cfg and
+    seed, if given, must be its dataset's and its own; cache, if given, is where its cache lies now:
+    runs.locate_cache).
     data: a Dataset to train on (default: cfg's dataset, generated, or read from cache, a directory made by
     `pyro-objects data make`). eval_every: every this many steps, score the decomposition of eval_data
     (default: 500 held-out images) into RUN/quality.csv.
@@ -84,13 +85,14 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     run_dir, state = Path(run_dir), None
     check_name(name)
     if resume:
-        state = _resumed(name, cfg, run_dir, device)
+        state = _resumed(name, cfg, run_dir, device, seed)
         cfg, seed, sizes = config_from_dict(state["config"]), state["seed"], state["sizes"]
         cache, fingerprint = locate_cache(state, cache, run_dir)  # cache: where it lies now, if it moved
     elif (run_dir / "checkpoint.pt").exists():
         raise InputError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     else:
         cache, fingerprint = new_cache(cache)
+        seed = 0 if seed is None else seed
     clock = Clock(state, time_budget)  # the budget counts from here: data included
     torch.manual_seed(seed)
     model, at = build(name, check(cfg), sizes).to(device), {"epoch": 0, "batch": 0, "step": 0}
@@ -146,7 +148,7 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=0, resume=False, time_
     return load_checkpoint(run_dir, device)
 
 
-def _resumed(name, cfg, run_dir, device):
+def _resumed(name, cfg, run_dir, device, seed=None):
     """The checkpoint of run_dir's run of `name`, or an InputError that says why it cannot go on."""
     if not (run_dir / "checkpoint.pt").is_file():
         raise InputError(f"{run_dir} holds no run to resume: train it first, without --resume")
@@ -156,6 +158,9 @@ def _resumed(name, cfg, run_dir, device):
         raise InputError(f"{run_dir} holds a run of {what}, not of {name}")
     if cfg is not None and cfg.dataset != state["config"]["dataset"]:
         raise InputError(f"{run_dir} was trained on {state['config']['dataset']}, not on {cfg.dataset}")
+    if seed is not None and seed != state["seed"]:
+        raise InputError(f"{run_dir} was started with --seed {state['seed']}: a resumed run keeps its seed "
+                         "(leave --seed out, or start a new run with --out elsewhere)")
     return state
 
 

@@ -16,6 +16,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (InputError, TrainingError) as e:
             raise click.ClickException(str(e)) from None
+        except click.UsageError as e:  # a glob the shell expanded reaches --input as many arguments
+            if "unexpected extra argument" in e.message and e.ctx is not None and e.ctx.params.get("input_path"):
+                e.message += "; to read a glob of images, quote it: --input 'DIR/*.png'"
+            raise
         except torch.cuda.OutOfMemoryError as e:  # checkpoints are written atomically: nothing is lost
             first = str(e).splitlines()[0] if str(e) else "CUDA out of memory"
             raise click.ClickException(f"{first.rstrip('.')}: try a smaller batch (--batch-size, --batch-sizes)") from None

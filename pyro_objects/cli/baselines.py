@@ -56,6 +56,8 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
         cfg = baseline_config(name, dataset, is_quick)
         cfg = cfg.replace(**{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("n_train", n_train))
                              if v is not None})
+    if click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.COMMANDLINE:
+        seed = None  # a new run's 0, or the resumed run's own
     state = train_baseline(name, cfg, run_dir, pick_device(device), seed, resume,
                            parse_duration(time_budget) if time_budget else None, max_steps, cache=cache,
                            eval_every=eval_every,
