@@ -209,3 +209,20 @@ def test_the_encoder_fed_thetas_softmax_at_a_temperature_near_zero_decomposes_as
         fed = encoder_fed(guide, way, t).modes(x)
         assert torch.equal(fed["theta"], one_hot["theta"])  # the objects stay where the mode puts them
         assert torch.allclose(fed["z"], one_hot["z"], atol=1e-5) == same, (way, t)
+
+
+def test_theta_samples_of_a_sure_posterior_sit_on_its_mode_and_a_two_pixel_tie_splits_them():
+    from pyro_objects.config import CONFIGS
+    from pyro_objects.tools.theta_samples import sharpness, step_at
+    N = 8
+    sure = torch.full((50, 2, N * N), -1e4)
+    sure[:, :, 27] = 0.0
+    assert sharpness(sure, 0.5, N) == {"peak": 1.0, "distance": 0.0, "far": 0.0, "off_mode": 0.0, "to_mode": 0.0}
+    tie = torch.full((2000, 1, N * N), -1e4)
+    tie[:, :, [27, 28]] = 0.0  # two neighbours in one row, equally likely
+    r = sharpness(tie, 0.01, N, torch.Generator().manual_seed(0))
+    assert r["peak"] > 0.99 and r["far"] == 0.0
+    assert 0.45 < r["off_mode"] < 0.55 and r["to_mode"] == pytest.approx(r["off_mode"])  # one pixel off, half the time
+    cfg = CONFIGS["polygons"]  # τ = 1 / 2^(1e-4 · images / 100): τ = 0.5 after 1e6 images, 10,000 steps of 100
+    assert step_at(cfg, 0.5) == 10_000 and step_at(cfg, 1.0) == 0 and step_at(cfg, 0.001) is None
+    assert step_at(cfg.replace(batch_size=400), 0.5) == 2_500
