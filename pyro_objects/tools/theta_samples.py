@@ -2,11 +2,12 @@
 
     python -m pyro_objects.tools.theta_samples RUN_OR_PRETRAINED --n 200 --device cpu
 
-For each temperature τ, on --n held-out images: the median weight of a sample's largest pixel, the mean
-distance in pixels from that pixel carried by the rest, the weight more than 1.5 px from it, and how often
-the largest pixel is not the posterior's mode, and how far from the mode it lies; beside it, the step (at the run's batch) at which the run's
-own schedule (`schedules.temperature`) reaches τ. A relaxed sample tends to a categorical draw as τ → 0,
-so the last column does not fall to zero: it is the posterior's own spread.
+For each temperature τ, one relaxed sample a slot of each of --n held-out images (as training draws θ):
+the median weight of a sample's largest pixel, the mean distance in pixels from that pixel carried by the
+rest, the weight more than 1.5 px from it, how often the largest pixel is not the posterior's mode and how
+far from it; beside them, the step (at the run's batch) at which the run's own schedule
+(`schedules.temperature`) reaches τ. A relaxed sample tends to a categorical draw as τ → 0, so the last
+two columns do not fall to zero: they are the posterior's own spread.
 """
 import argparse
 import math
@@ -20,11 +21,11 @@ from ..evaluate import load_any
 TEMPERATURES = (1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01)
 
 
-def sharpness(logits, temperature, image_size, generator=None):
-    """logits: [B, J, N*N] of Q(θ | x) -> {peak, distance, far, off_mode, to_mode} of one relaxed sample per slot."""
+def sharpness(logits, temperature, image_size):
+    """logits: [B, J, N*N] of Q(θ | x) -> {peak, distance, far, off_mode, to_mode} of one relaxed sample per slot
+    (torch's random state draws it)."""
     N = image_size
-    gumbel = -torch.log(-torch.log(torch.rand(logits.shape, generator=generator).clamp(1e-20, 1 - 1e-7)))
-    sample = ((logits.log_softmax(-1) + gumbel) / temperature).softmax(-1)  # RelaxedOneHotCategorical's rsample
+    sample = dist.RelaxedOneHotCategorical(torch.tensor(float(temperature)), logits=logits, validate_args=False).sample()
     peak, mode = sample.argmax(-1), logits.argmax(-1)
     pixels = torch.arange(N * N)
     distance = ((pixels // N - (peak // N)[..., None]) ** 2 + (pixels % N - (peak % N)[..., None]) ** 2).float().sqrt()
@@ -64,10 +65,10 @@ def main(argv=None):
     x = datasets.to_float(datasets.load(cfg.dataset, "eval", args.n, device=args.device, cfg=cfg).images.to(args.device))
     with torch.no_grad():
         logits = guide.theta_logits(x).float().cpu()
-    generator = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
     print(f"{args.run}: {args.n} held-out images, posterior mode's probability median "
           f"{logits.softmax(-1).amax(-1).median():.3f}\n")
-    print(table(cfg, [(t, sharpness(logits, t, cfg.image_size, generator)) for t in TEMPERATURES]))
+    print(table(cfg, [(t, sharpness(logits, t, cfg.image_size)) for t in TEMPERATURES]))
 
 
 if __name__ == "__main__":
