@@ -181,6 +181,8 @@ def test_corrupt_checkpoint(tmp_path):
 def test_wrong_image_size(trained, tmp_path):
     np.savez(tmp_path / "small.npz", images=np.zeros((2, 32, 32, 3), np.uint8))
     one_line_error(invoke("decompose", trained, "--input", tmp_path / "small.npz"), "32×32", "64×64")
+    np.savez(tmp_path / "empty.npz", images=np.zeros((0, 64, 64, 3), np.uint8))
+    one_line_error(invoke("decompose", trained, "--input", tmp_path / "empty.npz"), "empty.npz", "holds no images")
     np.savez(tmp_path / "noimages.npz", other=np.zeros(3))
     one_line_error(invoke("decompose", trained, "--input", tmp_path / "noimages.npz"), "no array named 'images'")
 

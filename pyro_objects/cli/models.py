@@ -189,6 +189,8 @@ def read_images(path, image_size):
     images = datasets.read_npz(path, ("images",))["images"]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise InputError(f"{path}: 'images' must be uint8 [N, H, W, 3], not {images.dtype} {list(images.shape)}")
+    if len(images) == 0:
+        raise InputError(f"{path}: 'images' holds no images")
     if images.shape[1:3] != (image_size, image_size):
         raise InputError(f"{path}: images are {images.shape[1]}×{images.shape[2]} but the run needs {image_size}×{image_size}")
     return torch.from_numpy(images)
