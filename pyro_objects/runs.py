@@ -70,6 +70,13 @@ def start(cfg, run_dir, seed=0, lr=None, cache=None):
     return Run(run_dir, cfg, seed, None, cfg.lr, cfg.lr, cache, cache_fingerprint=fingerprint)
 
 
+def same_seed(run_dir, seed, own):
+    """An InputError unless seed, the one a resumed run was given (None: none), is the run's own."""
+    if seed is not None and seed != own:
+        raise InputError(f"{run_dir} was started with --seed {own}: a resumed run keeps its seed "
+                         "(leave --seed out, or start a new run with --out elsewhere)")
+
+
 def new_cache(cache):
     """What a new run records of the dataset cache it trains from -> (absolute path, fingerprint),
     or (None, None) for generated images."""
@@ -77,7 +84,7 @@ def new_cache(cache):
 
 
 def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None, device="cpu", cache=None,
-           dataset=None):
+           dataset=None, seed=None):
     """The run in run_dir, to go on where it stopped.
 
     lr: go on at this rate (Adam's moments are kept); later steps of the schedule still apply.
@@ -86,7 +93,8 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
     each (default: the run's own): the scene prior of a run stopped in stage 1.
     cache: where the run's dataset cache lies now, if it has moved (locate_cache).
     dataset: the dataset the caller names, refused unless it is the run's (any folder: for a folder's, whose
-    path may be spelt another way; baselines.train._resumed checks its runs alike).
+    path may be spelt another way; baselines.train._resumed checks its runs alike). seed: the seed the
+    caller names, refused unless it is the run's (`same_seed`).
     """
     state = ours(load_checkpoint(run_dir, device), run_dir)
     trained_on = state["config"]["dataset"]
@@ -94,6 +102,7 @@ def resume(run_dir, lr=None, weights=None, scene_prior_epochs=None, n_train=None
     if dataset is not None and dataset != trained_on and not folders:
         raise InputError(f"{run_dir} is a run on {trained_on}, not {dataset}: resume it with "
                          f"pyro-objects train {trained_on} --resume --out {run_dir}")
+    same_seed(run_dir, seed, state["seed"])
     cache, fingerprint = locate_cache(state, cache, run_dir)
     cfg = config_from_dict(state["config"])
     if scene_prior_epochs:

@@ -27,7 +27,8 @@ from ..config import check, config_for, quick
 from ..errors import InputError, TrainingError
 from ..files import atomic_write
 from ..monitor import Log, epoch_figures, score_quality
-from ..runs import config_from_dict, load_checkpoint, locate_cache, lock, new_cache, record_command, save_checkpoint
+from ..runs import (config_from_dict, load_checkpoint, locate_cache, lock, new_cache, record_command, same_seed,
+                    save_checkpoint)
 from ..train import Clock, steps_in_epoch
 from . import build, check_name, monet, slot_attention
 
@@ -158,9 +159,7 @@ def _resumed(name, cfg, run_dir, device, seed=None):
         raise InputError(f"{run_dir} holds a run of {what}, not of {name}")
     if cfg is not None and cfg.dataset != state["config"]["dataset"]:
         raise InputError(f"{run_dir} was trained on {state['config']['dataset']}, not on {cfg.dataset}")
-    if seed is not None and seed != state["seed"]:
-        raise InputError(f"{run_dir} was started with --seed {state['seed']}: a resumed run keeps its seed "
-                         "(leave --seed out, or start a new run with --out elsewhere)")
+    same_seed(run_dir, seed, state["seed"])
     return state
 
 

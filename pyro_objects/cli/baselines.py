@@ -8,7 +8,7 @@ from ..baselines.train import baseline_config, train_baseline
 from ..config import config_for
 from ..errors import InputError
 from . import main
-from .common import command_line, parse_duration, pick_device
+from .common import command_line, from_command_line, parse_duration, pick_device
 
 
 @main.group("baseline")
@@ -56,9 +56,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
         cfg = baseline_config(name, dataset, is_quick)
         cfg = cfg.replace(**{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("n_train", n_train))
                              if v is not None})
-    if click.get_current_context().get_parameter_source("seed") != click.core.ParameterSource.COMMANDLINE:
-        seed = None  # a new run's 0, or the resumed run's own
-    state = train_baseline(name, cfg, run_dir, pick_device(device), seed, resume,
+    state = train_baseline(name, cfg, run_dir, pick_device(device), seed if from_command_line("seed") else None, resume,
                            parse_duration(time_budget) if time_budget else None, max_steps, cache=cache,
                            eval_every=eval_every,
                            sizes=QUICK[name] if is_quick else None, command=command_line(click.get_current_context()))

@@ -19,6 +19,11 @@ class Finite(click.FloatRange):
         return number
 
 
+def from_command_line(name):
+    """Whether the current command's parameter `name` was given on the command line (not its default)."""
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
 def pick_device(device):
     """--device as given (cpu, cuda, cuda:N), or the GPU where there is one; an InputError for a
     device this machine lacks."""

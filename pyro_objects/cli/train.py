@@ -11,7 +11,7 @@ from ..config import LOSS_WEIGHTS, PRESETS, Speed, config_for, parse_settings, q
 from ..errors import InputError
 from ..train import train
 from . import main
-from .common import Finite, command_line, parse_duration, pick_device
+from .common import Finite, command_line, from_command_line, parse_duration, pick_device
 
 
 @main.command("train")
@@ -79,11 +79,8 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
                              "config (--lr, --time-budget, --eval-every, --device, the speed options, --set of loss "
                              "weights, --scene-prior with --n-train, and --data for its cache moved can change)")
         weights = parse_settings(cfg, settings, allowed=LOSS_WEIGHTS)
-        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache, dataset=dataset)
-        ctx = click.get_current_context()
-        if ctx.get_parameter_source("seed") == click.core.ParameterSource.COMMANDLINE and seed != run.seed:
-            raise InputError(f"{run_dir} was started with --seed {run.seed}: a resumed run keeps its seed "
-                             "(leave --seed out, or start a new run with --out elsewhere)")
+        run = runs.resume(run_dir, lr, weights, scene_prior_epochs, n_train, cache=cache, dataset=dataset,
+                          seed=seed if from_command_line("seed") else None)
     else:
         if scene_prior_epochs:
             raise InputError("--scene-prior goes on from a trained run: give it with --resume")
