@@ -27,12 +27,14 @@ def sharpness(logits, temperature, image_size):
     N = image_size
     sample = dist.RelaxedOneHotCategorical(torch.tensor(float(temperature)), logits=logits, validate_args=False).sample()
     peak, mode = sample.argmax(-1), logits.argmax(-1)
-    pixels = torch.arange(N * N)
-    distance = ((pixels // N - (peak // N)[..., None]) ** 2 + (pixels % N - (peak % N)[..., None]) ** 2).float().sqrt()
+
+    def apart(p, q):  # pixels apart, of flat indices into the N×N image
+        return ((p // N - q // N) ** 2 + (p % N - q % N) ** 2).float().sqrt()
+
+    distance = apart(torch.arange(N * N), peak[..., None])  # [B, J, N*N]
     return {"peak": sample.amax(-1).median().item(), "distance": (sample * distance).sum(-1).mean().item(),
             "far": (sample * (distance > 1.5)).sum(-1).mean().item(),
-            "off_mode": (peak != mode).float().mean().item(),
-            "to_mode": ((peak // N - mode // N) ** 2 + (peak % N - mode % N) ** 2).float().sqrt().mean().item()}
+            "off_mode": (peak != mode).float().mean().item(), "to_mode": apart(peak, mode).mean().item()}
 
 
 def step_at(cfg, temperature):
