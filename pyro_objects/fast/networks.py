@@ -84,6 +84,9 @@ def group_norm_by_channel(x, groups, weight, bias, eps):
     """Group norm from per-channel statistics: reductions over H and W and broadcasts only, so a
     channels_last x gives a channels_last output and gradient. The stock operator reshapes x to
     [B, G, -1], which copies channels_last tensors to NCHW and leaves cuDNN a gradient to copy back.
+    One pass over x gives both moments (var = E[x²] − E[x]², in float32), and the normalisation is
+    one multiply-add, x·s + t: compiled, that is a reduction fewer than centring x first, in the
+    forward pass and the backward (docs/PERFORMANCE.md, Speed levers).
 
     x: [B, C, H, W] -> float32 [B, C, H, W], as autocast runs group norm"""
     B, C = x.shape[:2]
@@ -93,6 +96,7 @@ def group_norm_by_channel(x, groups, weight, bias, eps):
         return g.expand(B, groups, C // groups).reshape(B, C, 1, 1)
 
     x = x.float()
-    centred = x - group_mean(x.mean((2, 3)))
-    var = group_mean(centred.square().mean((2, 3)))
-    return centred * torch.rsqrt(var + eps) * weight[:, None, None] + bias[:, None, None]
+    mean = group_mean(x.mean((2, 3)))
+    var = (group_mean(x.square().mean((2, 3))) - mean.square()).clamp_min(0)  # rounding can leave it just under 0
+    scale = torch.rsqrt(var + eps) * weight[:, None, None]
+    return x * scale + (bias[:, None, None] - mean * scale)
