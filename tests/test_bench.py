@@ -227,3 +227,61 @@ def test_theta_samples_of_a_sure_posterior_sit_on_its_mode_and_a_two_pixel_tie_s
     cfg = CONFIGS["polygons"]  # τ = 1 / 2^(1e-4 · images / 100): τ = 0.5 after 1e6 images, 10,000 steps of 100
     assert step_at(cfg, 0.5) == 10_000 and step_at(cfg, 1.0) == 0 and step_at(cfg, 0.001) is None
     assert step_at(cfg.replace(batch_size=400), 0.5) == 2_500
+
+
+def _checks(run_dir, rows, dataset=None):
+    run_dir.mkdir(parents=True)
+    lines = ["step,epoch,minutes,mIOU,aIOU,DPA,FG-ARI,MSE"] + [
+        f"{1000 * (i + 1)},{i},{minutes},{miou},0.9,0.95,,{mse}" for i, (minutes, miou, mse) in enumerate(rows)]
+    (run_dir / "quality.csv").write_text("\n".join(lines) + "\n")
+    if dataset:
+        (run_dir / "config.json").write_text(json.dumps({"dataset": dataset}))
+    return run_dir
+
+
+def test_time_to_quality_finds_the_first_check_at_a_target_and_whether_the_later_ones_hold_it(tmp_path):
+    from pyro_objects.tools.time_to_quality import first_reach, read_checks
+
+    checks = read_checks(_checks(tmp_path / "a", [(1.0, 0.50, 3e-3), (2.0, 0.84, 1e-3), (3.0, 0.82, 9e-4),
+                                                    (4.0, 0.85, 5e-4)]))
+    assert "FG-ARI" not in checks[0]  # a blank cell is not a score
+    r = first_reach(checks, "mIOU", 0.83)
+    assert (r["minutes"], r["step"], r["held"], r["best"], r["best_minutes"]) == (2.0, 2000, "no", 0.85, 4.0)
+    assert first_reach(checks, "mIOU", 0.845)["held"] == "last check"
+    assert first_reach(checks, "mIOU", 0.80)["held"] == "yes"
+    assert first_reach(checks, "mIOU", 0.9)["minutes"] is None and first_reach(checks, "mIOU", 0.9)["held"] is None
+    mse = first_reach(checks, "MSE", 1e-3)  # lower is better: reached from above
+    assert (mse["minutes"], mse["held"], mse["best"]) == (2.0, "yes", 5e-4)
+    with pytest.raises(InputError, match="FG-ARI"):
+        first_reach(checks, "FG-ARI", 0.89)
+
+
+def test_time_to_quality_takes_the_median_over_runs_counting_a_run_that_never_reaches_as_slowest():
+    from pyro_objects.tools.time_to_quality import median_minutes
+
+    assert median_minutes([{"minutes": 2.0}, {"minutes": 5.0}, {"minutes": None}]) == (5.0, [2.0, 5.0])
+    assert median_minutes([{"minutes": 2.0}, {"minutes": None}, {"minutes": None}]) == (None, [2.0, 2.0])
+    assert median_minutes([{"minutes": None}]) == (None, None)
+
+
+def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refuses_bad_input(tmp_path, capsys):
+    from pyro_objects.tools.time_to_quality import main as ttq
+
+    a = _checks(tmp_path / "a", [(1.0, 0.70, 2e-3), (2.0, 0.84, 1e-3)], dataset="polygons")
+    b = _checks(tmp_path / "b", [(1.5, 0.83, 2e-3), (2.5, 0.86, 1e-3)], dataset="polygons")
+    ttq([str(a), str(b)])
+    out = capsys.readouterr().out
+    # a reaches 0.83 at its last check, so only b is known to hold it
+    assert "mIOU ≥ 0.83: median 1.75 min over 2 run(s) (reached in 1.50-2.00); held by 1 of 2" in out
+    assert "aIOU ≥ 0.9: median 1.25 min" in out and "DPA ≥ 0.87" in out and "MSE" not in out  # polygons: no MSE
+    ttq([str(a), "--target", "mIOU=0.85"])
+    out = capsys.readouterr().out
+    assert "mIOU ≥ 0.85: median not reached over 1 run(s); held by 0 of 1" in out and "mIOU ≥ 0.83" not in out
+    c = _checks(tmp_path / "c", [(1.0, 0.7, 1e-3)], dataset="clevr3")
+    d = _checks(tmp_path / "d", [(1.0, 0.7, 1e-3)])  # no config.json: no dataset, no paper's numbers
+    for argv, message in [([str(tmp_path / "none")], "no quality.csv"), ([str(a), str(c)], "different datasets"),
+                          ([str(a), "--target", "IOU=0.8"], "must be one of"),
+                          ([str(a), "--target", "mIOU=high"], "METRIC=NUMBER"), ([str(d)], "give targets")]:
+        with pytest.raises(SystemExit) as stop:
+            ttq(argv)
+        assert message in str(stop.value.code)
