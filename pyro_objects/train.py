@@ -114,7 +114,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
-                    with clock.paused(), average.swapped() if average else contextlib.nullcontext():
+                    with clock.paused(), average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         if at["stage"] == 1:
                             calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
                         score_quality(run.dir, model, guide, eval_data, device, at, clock.seconds(), log)
@@ -128,7 +128,8 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                 _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
                 restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
-                    with average.swapped() if average else contextlib.nullcontext():  # the model the checkpoint saves
+                    # the model the checkpoint saves, run as plain PyTorch (fast.eager: no graphs compiled for figures)
+                    with average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
@@ -291,9 +292,10 @@ class _Decomposing(torch.nn.Module):
 
 def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average=None):
     if lead and at["stage"] == 1:
-        calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
+        with fast.eager():
+            calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
     if lead and average:
-        with average.swapped():
+        with average.swapped(), fast.eager():
             calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
             averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
     if lead:

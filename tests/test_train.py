@@ -444,3 +444,38 @@ def test_the_weight_average_tool_scores_the_weights_as_trained_as_a_run_without_
     difference = (float(averaged[0]["mIOU"]) - float(trained[0]["mIOU"]) + float(averaged[1]["mIOU"])
                   - float(trained[1]["mIOU"])) / 2  # the median of two
     assert cells[-1][2] == f"{difference:+.3f}"  # mIOU's column
+
+
+@pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 has no compiler stances")
+def test_the_work_between_the_steps_runs_compiled_code_eagerly_and_compiles_nothing(tiny_cfg, tmp_path, monkeypatch):
+    """Calibration, checks and figures run under fast.eager: a network compiled for the steps would
+    otherwise compile graphs of their own (other modes and shapes) for a few batches."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    import pyro_objects.train as training
+    from pyro_objects.data import Dataset, polygons
+
+    probe = torch.compile(lambda x: x + 1, backend="eager")  # Dynamo traces it unless told to run it eagerly
+    called = []
+
+    def probing(name):
+        original = getattr(training, name)
+
+        def call(*args, **kwargs):
+            called.append(name)
+            probe(torch.ones(len(called)))  # a new shape each call: a new graph wherever compiling is on
+            return original(*args, **kwargs)
+        monkeypatch.setattr(training, name, call)
+
+    for name in ("calibrate", "score_quality", "epoch_figures"):
+        probing(name)
+    torch._dynamo.reset()
+    d = polygons.generate(16, seed=1, image_size=tiny_cfg.image_size)
+    data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    before = counters["frames"]["total"]
+    training.train(runs.start(tiny_cfg, tmp_path / "r"), data=data, eval_every=2, eval_data=data, progress=False)
+    assert {"calibrate", "score_quality", "epoch_figures"} <= set(called)
+    assert counters["frames"]["total"] == before
+    probe(torch.ones(99))  # the probe does compile outside: the count above can move
+    assert counters["frames"]["total"] > before

@@ -11,6 +11,8 @@ Under torchrun (ddp.py) the optimiser sums gradients over processes and the θ p
 takes the global batch. tests/test_fast.py checks each against the plain path: the same
 loss and gradients, and after a few steps the same parameters.
 """
+import contextlib
+
 import pyro.optim
 import torch
 
@@ -19,7 +21,7 @@ from .graphs import GraphedStep
 from .networks import accelerate as _accelerate
 from .optim import FusedAdam
 
-__all__ = ["FusedAdam", "GraphedStep", "accelerate", "any_rank", "optimiser", "over_processes", "rank",
+__all__ = ["FusedAdam", "GraphedStep", "accelerate", "any_rank", "eager", "optimiser", "over_processes", "rank",
            "stage_1_step", "world_size"]
 
 
@@ -35,6 +37,16 @@ def accelerate(model, guide, speed, device="cpu"):
     if on_gpu(device) or speed.precision == "bf16" or speed.compile or speed.channels_last:
         _accelerate(model, guide, speed)
     return model, guide
+
+
+def eager():
+    """A context in which compiled networks run as plain PyTorch, compiling nothing: for the work between
+    the steps (calibration, checks, figures), a few batches in modes and shapes that the steps do not use,
+    each of which would otherwise compile graphs of its own (docs/PERFORMANCE.md, Between the steps).
+    Before torch 2.6, which has no stances, they compile as before."""
+    if not hasattr(torch.compiler, "set_stance"):
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance("force_eager")
 
 
 def graphed(speed, device):
