@@ -279,9 +279,15 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
     assert "mIOU ≥ 0.85: median not reached over 1 run(s); held by 0 of 1" in out and "mIOU ≥ 0.83" not in out
     c = _checks(tmp_path / "c", [(1.0, 0.7, 1e-3)], dataset="clevr3")
     d = _checks(tmp_path / "d", [(1.0, 0.7, 1e-3)])  # no config.json: no dataset, no paper's numbers
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "quality.csv").write_text("step,minutes,mIOU\n1000,1.0,0.5\n2000,two,0.6\n")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "quality.csv").write_text("mIOU\n0.5\n")
     for argv, message in [([str(tmp_path / "none")], "no quality.csv"), ([str(a), str(c)], "different datasets"),
                           ([str(a), "--target", "IOU=0.8"], "must be one of"),
-                          ([str(a), "--target", "mIOU=high"], "METRIC=NUMBER"), ([str(d)], "give targets")]:
+                          ([str(a), "--target", "mIOU=high"], "METRIC=NUMBER"), ([str(d)], "give targets"),
+                          ([str(tmp_path / "e"), "--dataset", "polygons"], "line 3: a value is not a number"),
+                          ([str(tmp_path / "f"), "--dataset", "polygons"], "no step and minutes columns")]:
         with pytest.raises(SystemExit) as stop:
             ttq(argv)
         assert message in str(stop.value.code)

@@ -31,7 +31,15 @@ def read_checks(run_dir):
     if not path.is_file():
         raise InputError(f"{run_dir}: no quality.csv (train with --eval-every N to write held-out checks)")
     with open(path, newline="") as f:
-        rows = [{k: float(v) for k, v in row.items() if k and v not in (None, "")} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        if not {"step", "minutes"} <= set(reader.fieldnames or ()):
+            raise InputError(f"{path}: not a quality.csv of train --eval-every (it has no step and minutes columns)")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append({k: float(v) for k, v in row.items() if k and v not in (None, "")})
+            except ValueError:
+                raise InputError(f"{path}, line {line}: a value is not a number") from None
     if not rows:
         raise InputError(f"{path}: no checks yet")
     return rows
