@@ -283,11 +283,16 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
     (tmp_path / "e" / "quality.csv").write_text("step,minutes,mIOU\n1000,1.0,0.5\n2000,two,0.6\n")
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "quality.csv").write_text("mIOU\n0.5\n")
+    g = _checks(tmp_path / "g", [(1.0, 0.7, 1e-3)])
+    (g / "config.json").write_text("{not json")
+    h = _checks(tmp_path / "h", [(1.0, 0.7, 1e-3)])
+    (h / "quality.csv").write_text("step,minutes,mIOU\n1000,,0.5\n")
     for argv, message in [([str(tmp_path / "none")], "no quality.csv"), ([str(a), str(c)], "different datasets"),
                           ([str(a), "--target", "IOU=0.8"], "must be one of"),
                           ([str(a), "--target", "mIOU=high"], "METRIC=NUMBER"), ([str(d)], "give targets"),
                           ([str(tmp_path / "e"), "--dataset", "polygons"], "line 3: a value is not a number"),
-                          ([str(tmp_path / "f"), "--dataset", "polygons"], "no step and minutes columns")]:
+                          ([str(tmp_path / "f"), "--dataset", "polygons"], "no step and minutes columns"),
+                          ([str(g)], "not a run's config"), ([str(h), "--dataset", "polygons"], "line 2: no step or no minutes")]:
         with pytest.raises(SystemExit) as stop:
             ttq(argv)
         assert message in str(stop.value.code)

@@ -40,6 +40,8 @@ def read_checks(run_dir):
                 rows.append({k: float(v) for k, v in row.items() if k and v not in (None, "")})
             except ValueError:
                 raise InputError(f"{path}, line {line}: a value is not a number") from None
+            if not {"step", "minutes"} <= set(rows[-1]):
+                raise InputError(f"{path}, line {line}: no step or no minutes")
     if not rows:
         raise InputError(f"{path}: no checks yet")
     return rows
@@ -48,7 +50,12 @@ def read_checks(run_dir):
 def dataset_of(run_dir):
     """The dataset named by RUN/config.json, or None where the run has none."""
     path = Path(run_dir) / "config.json"
-    return json.loads(path.read_text()).get("dataset") if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("dataset")
+    except (json.JSONDecodeError, AttributeError):
+        raise InputError(f"{path}: not a run's config (give --dataset)") from None
 
 
 def reached(value, metric, target):
