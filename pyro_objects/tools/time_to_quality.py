@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..monitor import QUALITY as METRICS  # the scores quality.csv holds
 from ..report import PAPER
-
-METRICS = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
 
 
 def read_checks(run_dir):
