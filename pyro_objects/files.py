@@ -37,7 +37,7 @@ def sha256(path):
 
 
 # A run's and a cache's own files: no command's output may replace one of them.
-OWN_FILES = ("checkpoint.pt", "config.json", "manifest.json", "log.csv", "quality.csv", ".lock")
+OWN_FILES = ("checkpoint.pt", "compiled.bin", "config.json", "manifest.json", "log.csv", "quality.csv", ".lock")
 KINDS = {  # what an existing file must be for an output of that kind to replace it
     "png": lambda p: p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n",
     "gif": lambda p: p.read_bytes()[:4] == b"GIF8",

@@ -125,7 +125,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     and schedules.batch_size(cfg, at["epoch"]) != batch_size  # (stage 2 builds its own Stage)
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
-                _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
+                _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average)
                 restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     # the model the checkpoint saves, run as plain PyTorch (fast.eager: no graphs compiled for figures)
@@ -133,7 +133,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                         epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
-            _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average)
+            _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average)
         if stopped:
             bar.write(f"stopped at step {at['step']} (epoch {at['epoch']}) to keep the budget; continue with --resume",
                       file=sys.stderr)
@@ -238,6 +238,7 @@ def _networks(run, device, speed):
         guide.load_state_dict(run.state["guide"])
         at.update(position(run.state))
     fast.accelerate(model, guide, speed, device)
+    fast.cache.load(run.dir, speed)  # what an earlier call of the run compiled: no compiling on a fresh machine
     return model, guide, at
 
 
@@ -290,7 +291,7 @@ class _Decomposing(torch.nn.Module):
         return self.guide.modes(x)
 
 
-def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average=None):
+def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average=None):
     if lead and at["stage"] == 1:
         with fast.eager():
             calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
@@ -305,6 +306,7 @@ def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, average
             "temperature": schedules.temperature(run.cfg, at["images"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
             "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": run.cache,
             "cache_fingerprint": run.cache_fingerprint})
+        fast.cache.save(run.dir, speed)
     if fast.world_size() > 1:
         torch.distributed.barrier()
 

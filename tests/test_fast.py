@@ -267,3 +267,47 @@ def test_a_graphed_run_resumes_and_steps_its_learning_rate_down_as_an_eager_run_
     assert graphed["lr"] == eager["lr"] == pytest.approx(cfg.lr * 0.01)
     for name, w in eager["model"].items():
         assert torch.allclose(graphed["model"][name], w, atol=1e-5, rtol=1e-4), name
+
+
+@COMPILER
+@pytest.mark.skipif(not hasattr(torch.compiler, "save_cache_artifacts"), reason="torch < 2.7 has no cache artifacts")
+def test_a_compiled_run_keeps_what_it_compiled_and_a_resumed_run_compiles_from_it(tiny_cfg, tmp_path, monkeypatch):
+    """RUN/compiled.bin: a resumed run on a machine whose compiler cache is empty finds every graph in it."""
+    from torch._dynamo.utils import counters
+
+    from pyro_objects import runs
+    from pyro_objects.train import train
+    d = polygons.generate(16, seed=0, image_size=tiny_cfg.image_size)
+    data = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    cfg = tiny_cfg.replace(epochs=2, hyperprior_epochs=0, n_train=16)  # 2 steps an epoch
+    kwargs = dict(speed=Speed(compile=True), data=data, figures=False, progress=False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache-of-the-first-machine"))
+    torch.compiler.reset()
+    train(runs.start(cfg, tmp_path / "r"), max_steps=2, **kwargs)
+    assert (tmp_path / "r" / fast.cache.FILE).stat().st_size > 0
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache-of-another"))  # empty
+    torch.compiler.reset()
+    hits, misses = counters["inductor"]["fxgraph_cache_hit"], counters["inductor"]["fxgraph_cache_miss"]
+    train(runs.resume(tmp_path / "r"), **kwargs)
+    assert counters["inductor"]["fxgraph_cache_hit"] > hits
+    assert counters["inductor"]["fxgraph_cache_miss"] == misses
+    torch.compiler.reset()
+
+
+def test_the_compiled_cache_is_only_a_cache(tmp_path, monkeypatch):
+    """A compiled.bin that does not load is a warning and a recompile; an unchanged one is not rewritten;
+    without --compile there is nothing to keep."""
+    (tmp_path / fast.cache.FILE).write_bytes(b"not a cache")
+    with pytest.warns(UserWarning, match="did not load"):
+        assert not fast.cache.load(tmp_path, Speed(compile=True))
+    assert not fast.cache.load(tmp_path, Speed())  # not compiled: not read
+    assert not fast.cache.save(tmp_path, Speed())
+    if not hasattr(torch.compiler, "save_cache_artifacts"):
+        return
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"compiled", None))
+    assert fast.cache.save(tmp_path, Speed(compile=True))
+    assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled"
+    assert not fast.cache.save(tmp_path, Speed(compile=True))  # the same bytes: left as they are
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: None)  # nothing compiled
+    assert not fast.cache.save(tmp_path, Speed(compile=True))
+    assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled"

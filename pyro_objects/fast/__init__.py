@@ -6,6 +6,7 @@ It wraps the paper layer from outside; the paper's files never import it.
     optim = optimiser(lr, device, speed)    # one fused Adam over every parameter on a GPU (optim.py)
     svi = SVI(model, guide, optim, loss=elbo)
     step = stage_1_step(svi, elbo, speed, device)   # svi.step, or its record replayed as a CUDA graph (graphs.py)
+    cache.load(run_dir, speed) ... cache.save(run_dir, speed)   # what torch.compile built, in RUN/compiled.bin (cache.py)
 
 Under torchrun (ddp.py) the optimiser sums gradients over processes and the θ penalty
 takes the global batch. tests/test_fast.py checks each against the plain path: the same
@@ -16,12 +17,13 @@ import contextlib
 import pyro.optim
 import torch
 
+from . import cache
 from .ddp import DataParallelAdam, any_rank, over_processes, rank, world_size
 from .graphs import GraphedStep
 from .networks import accelerate as _accelerate
 from .optim import FusedAdam
 
-__all__ = ["FusedAdam", "GraphedStep", "accelerate", "any_rank", "eager", "optimiser", "over_processes", "rank",
+__all__ = ["FusedAdam", "GraphedStep", "accelerate", "any_rank", "cache", "eager", "optimiser", "over_processes", "rank",
            "stage_1_step", "world_size"]
 
 

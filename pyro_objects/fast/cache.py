@@ -1,0 +1,67 @@
+"""What torch.compile built for a run, kept in the run directory: RUN/compiled.bin.
+
+A compiled run spends its first half-minute to minute compiling. torch keeps what it compiled in a
+cache on the machine's disk, which a fresh machine, a cluster job's new node or a cleaned /tmp does
+not have (docs/PERFORMANCE.md, Between the steps, measures both). Training saves torch's cache
+artifacts (the graphs and kernels this process compiled or loaded; torch >= 2.7) beside the
+checkpoint, and a resumed run loads them before its first step, so that it compiles from the cache
+wherever it runs. The file is only a cache: one that does not load, or was built for another torch
+or device, costs a warning or a recompile, never the run.
+"""
+import hashlib
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..files import atomic_write
+
+FILE = "compiled.bin"
+
+
+def _supported(speed):
+    return speed.compile and hasattr(torch.compiler, "save_cache_artifacts")
+
+
+def load(run_dir, speed):
+    """Before the first step of a compiled run: load RUN/compiled.bin into torch's compiler cache, if
+    there is one. -> whether it loaded."""
+    path = Path(run_dir) / FILE
+    if not (_supported(speed) and path.is_file()):
+        return False
+    quiet = logging.getLogger("torch.compiler._cache")  # which logs a traceback for a file it cannot read
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        loaded = torch.compiler.load_cache_artifacts(path.read_bytes())
+    except Exception as e:  # noqa: BLE001 - any failure of a cache means compiling anew
+        loaded, why = None, f" ({type(e).__name__}: {e})"
+    else:
+        why = " (torch could not read it)"
+    finally:
+        quiet.setLevel(level)
+    if loaded is None:
+        warnings.warn(f"{path} did not load{why}; compiling anew", stacklevel=2)
+        return False
+    return True
+
+
+def save(run_dir, speed):
+    """After a checkpoint of a compiled run: write what this process compiled or loaded so far to
+    RUN/compiled.bin (atomically), unless the file holds it already. -> whether it wrote."""
+    if not _supported(speed):
+        return False
+    artifacts = torch.compiler.save_cache_artifacts()
+    if artifacts is None:  # nothing compiled (say, on torch's eager stance throughout)
+        return False
+    data = artifacts[0]
+    path = Path(run_dir) / FILE
+    if path.is_file() and path.stat().st_size == len(data) and _digest(path.read_bytes()) == _digest(data):
+        return False
+    atomic_write(path, lambda p: p.write_bytes(data))
+    return True
+
+
+def _digest(data):
+    return hashlib.sha256(data).digest()
