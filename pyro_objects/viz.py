@@ -179,6 +179,25 @@ def quality_figure(rows, paper, path=None):
     return save(fig, path)
 
 
+def runs_quality_figure(runs, targets, path=None):
+    """Time to quality over several runs: a panel a target, each run's checks of its metric against
+    the minutes trained, the target dashed. runs: [(name, [{"minutes", metric: value}])];
+    targets: [(metric, value)]."""
+    fig, axes = plt.subplots(1, len(targets), figsize=(3.3 * len(targets), 2.8), squeeze=False)
+    for ax, (metric, target) in zip(axes[0], targets):
+        for name, checks in runs:
+            scored = [c for c in checks if metric in c]
+            ax.plot([c["minutes"] for c in scored], [c[metric] for c in scored], marker=".", lw=1, label=name)
+        ax.axhline(target, color="black", ls="--", lw=0.8)
+        if metric == "MSE":
+            ax.set_yscale("log")
+        ax.set_xlabel("minutes from the start")
+        ax.set_title(f"{metric} (dashed: {target:g})", fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return save(fig, path)
+
+
 def dpa_figure(curve, path=None, title=""):  # Fig. 6: DPA against the minimum overlap of a pair
     """curve: {"min_overlap", "dpa", "pairs"} lists -> a figure (a PNG at path)."""
     x = np.asarray(curve["min_overlap"])

@@ -296,3 +296,30 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
         with pytest.raises(SystemExit) as stop:
             ttq(argv)
         assert message in str(stop.value.code)
+
+
+def test_time_to_quality_draws_the_runs_checks_and_never_over_its_inputs(tmp_path, capsys):
+    import matplotlib.pyplot as plt
+
+    from pyro_objects.tools.time_to_quality import main as ttq
+    from pyro_objects.viz import runs_quality_figure
+
+    a = _checks(tmp_path / "a", [(1.0, 0.70, 2e-3), (2.0, 0.84, 1e-3)], dataset="polygons")
+    b = _checks(tmp_path / "b", [(1.5, 0.83, 2e-3), (2.5, 0.86, 1e-3)], dataset="polygons")
+    ttq([str(a), str(b), "--figure", str(tmp_path / "out" / "ttq.png")])
+    assert "mIOU ≥ 0.83: median 1.75 min" in capsys.readouterr().out
+    assert (tmp_path / "out" / "ttq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = runs_quality_figure([("a", [{"minutes": 1.0, "mIOU": 0.7}, {"minutes": 2.0, "mIOU": 0.84}]),
+                               ("b", [{"minutes": 1.5, "mIOU": 0.83}])], [("mIOU", 0.83), ("MSE", 1e-3)])
+    mIOU, mse = fig.axes
+    assert [list(line.get_xdata()) for line in mIOU.lines[:2]] == [[1.0, 2.0], [1.5]]  # a line a run
+    assert list(mIOU.lines[2].get_ydata()) == [0.83, 0.83]  # the target, dashed
+    assert [len(line.get_xdata()) for line in mse.lines] == [0, 0, 2]  # no MSE in the checks: the target alone
+    plt.close(fig)
+    before = (a / "quality.csv").read_bytes()
+    for argv, message in [([str(a), "--figure", str(a / "quality.csv")], "is an input of this command"),
+                          ([str(a), "--figure", str(a / "config.json")], "own file")]:
+        with pytest.raises(SystemExit) as stop:
+            ttq(argv)
+        assert message in str(stop.value.code)
+    assert (a / "quality.csv").read_bytes() == before

@@ -3,13 +3,14 @@ for each target, the minute and step at which each run's checks first reach it, 
 later check of the run stays there, and the median and range of those minutes over the runs, the
 way docs/PERFORMANCE.md states its goals (the median of three seeds, the quality held).
 
-    python -m pyro_objects.tools.time_to_quality RUN [RUN ...] [--target FG-ARI=0.89]
+    python -m pyro_objects.tools.time_to_quality RUN [RUN ...] [--target FG-ARI=0.89] [--figure FILE.png]
 
 The targets default to the paper's Table 3 numbers for the runs' dataset (`report.PAPER`); a
 --target adds one, and replaces the paper's number of its metric. MSE is reached from above
 (lower is better), the rest from below. A run that never reaches a target counts as slower than
 any that does, so the median is "not reached" when half the runs or more do not reach it. A run
 that reaches a target at its last check is not counted as holding it: nothing came after.
+--figure draws each run's checks against the minutes, a panel a target.
 """
 import argparse
 import csv
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import check_output
 from ..monitor import QUALITY as METRICS  # the scores quality.csv holds
 from ..report import PAPER
 
@@ -144,15 +146,22 @@ def main(argv=None):
     parser.add_argument("--target", action="append", default=[], metavar="METRIC=VALUE",
                         help="a target, e.g. FG-ARI=0.89 (repeatable; default: the paper's numbers)")
     parser.add_argument("--dataset", help="whose paper's numbers (default: the runs' config.json)")
+    parser.add_argument("--figure", metavar="FILE", help="also draw the runs' checks against the minutes (a .png)")
     args = parser.parse_args(argv)
     try:
+        if args.figure:
+            check_output(args.figure, "png", [Path(r) / "quality.csv" for r in args.runs])
         given = [parse_target(t) for t in args.target]
         runs = [(r, read_checks(r)) for r in args.runs]
         datasets = {args.dataset} if args.dataset else {dataset_of(r) for r in args.runs}
         if len(datasets) > 1:
             raise InputError(f"the runs are of different datasets ({', '.join(sorted(map(str, datasets)))}): "
                              "compare runs of one dataset, or give --dataset")
-        print(table(runs, targets_for(datasets.pop(), given)))
+        targets = targets_for(datasets.pop(), given)
+        print(table(runs, targets))
+        if args.figure:
+            from ..viz import runs_quality_figure  # matplotlib only when asked
+            runs_quality_figure([(Path(r).name, checks) for r, checks in runs], targets, args.figure)
     except InputError as e:
         sys.exit(f"error: {e}")
 
