@@ -107,6 +107,13 @@ def test_setting_an_unknown_field_or_a_wrong_value(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_time_budget_of_no_time_is_refused_before_a_run_starts(tmp_path):
+    one_line_error(invoke("train", "polygons", "--quick", "--time-budget", "0s", "--out", tmp_path / "r"), "no time at all")
+    one_line_error(invoke("baseline", "train", "monet", "polygons", "--quick", "--time-budget", "0m",
+                          "--out", tmp_path / "r"), "no time at all")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_learning_rate_schedule_is_set_or_taken_away_as_a_list_of_epochs():
     from pyro_objects.config import CLEVR5, POLYGONS, parse_settings
     assert parse_settings(CLEVR5, ["lr_decay_epochs=30, 60"]) == {"lr_decay_epochs": (30, 60)}  # from an empty default

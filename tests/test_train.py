@@ -233,6 +233,9 @@ def test_schedules_and_durations(tiny_cfg):
     assert parse_duration("9m") == 540 and parse_duration("90s") == 90 and parse_duration("1h") == 3600
     with pytest.raises(InputError):
         parse_duration("soon")
+    for nothing in ("0", "0s", "0.0m"):  # a run of no time would write an untrained checkpoint
+        with pytest.raises(InputError, match="no time at all"):
+            parse_duration(nothing)
 
 
 def test_scoring_during_training_records_time_to_quality_and_changes_nothing(tiny_cfg, tmp_path, train_tiny):

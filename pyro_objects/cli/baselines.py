@@ -46,6 +46,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
     our σ schedule). `pyro-objects decompose RUN` and `evaluate RUN` read the run like one of ours;
     aIOU and DPA are n/a (no depth, no amodal masks)."""
     check_name(name)
+    budget = parse_duration(time_budget) if time_budget else None  # a bad one refused before anything starts
     cfg = config_for(dataset)
     run_dir = Path(run_dir or f"runs/{name}-{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     options = {"--quick": is_quick, "--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train}
@@ -57,7 +58,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
         cfg = cfg.replace(**{k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("n_train", n_train))
                              if v is not None})
     state = train_baseline(name, cfg, run_dir, pick_device(device), seed if from_command_line("seed") else None, resume,
-                           parse_duration(time_budget) if time_budget else None, max_steps, cache=cache,
+                           budget, max_steps, cache=cache,
                            eval_every=eval_every,
                            sizes=QUICK[name] if is_quick else None, command=command_line(click.get_current_context()))
     click.echo(f"{run_dir}: {name}, epoch {state['epoch']}/{state['config']['epochs']}, step {state['step']}")

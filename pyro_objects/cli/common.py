@@ -50,7 +50,10 @@ def parse_duration(text):
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not m:
         raise InputError(f"cannot read the duration {text!r}: use e.g. 90s, 9m or 1h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    if seconds == 0:
+        raise InputError(f"the duration {text!r} is no time at all: give more, e.g. 90s, 9m or 1h")
+    return seconds
 
 
 def command_line(ctx):

@@ -67,6 +67,7 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes.
     The speed options (--precision, --compile, --channels-last, --no-cuda-graphs) may change
     when a run is resumed; what it trains may not."""
+    budget = parse_duration(time_budget) if time_budget else None  # a bad one refused before anything starts
     cfg = with_preset(config_for(dataset), preset or "ours")
     cfg = quick(cfg) if is_quick else cfg
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
@@ -100,7 +101,7 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
             click.echo(f"note: {run_dir} last trained with {before or 'the default speed options'}; it goes on with "
                        f"{now or 'the defaults'} (--resume keeps what a run trains, not how fast: give them again)",
                        err=True)
-    state = train(run, device=device, speed=speed, time_budget=parse_duration(time_budget) if time_budget else None,
+    state = train(run, device=device, speed=speed, time_budget=budget,
                   max_steps=max_steps, eval_every=eval_every)
     if distributed:
         dist.destroy_process_group()
