@@ -20,8 +20,8 @@ from .data import shards
 from .errors import InputError
 from .evaluate import decomposition_scores
 from .files import atomic_write, sha256
+from .metrics import DECOMPOSITION, SCORES
 
-METRICS = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
 FIRST = 8  # held-out images whose scores the tests check again
 
 
@@ -32,7 +32,7 @@ def halved(net):
 
 def scores_of(model, guide, data, batch_size, device):
     scores, _ = decomposition_scores(model, guide, data, batch_size, device)
-    return {k: float(scores[k]) for k in METRICS if k in scores}
+    return {k: float(scores[k]) for k in SCORES if k in scores}
 
 
 def commands_of(run_dir):
@@ -73,7 +73,7 @@ def export(run_dir, out, n=1000, batch_size=100, device="cpu", max_drop=0.005):
     guide.load_state_dict(reduced["guide"])
     half = scores_of(model, guide, data, batch_size, device)
     first = scores_of(model.cpu(), guide.cpu(), datasets.load(cfg.dataset, "eval", FIRST, seed=0, cfg=cfg), FIRST, "cpu")
-    drops = {k: full[k] - half[k] for k in METRICS if k in full and k != "MSE"}
+    drops = {k: full[k] - half[k] for k in DECOMPOSITION if k in full}
     worst = max(drops, key=drops.get, default=None)
     if worst is not None and drops[worst] > max_drop:
         raise InputError(f"float16 weights lose {drops[worst]:.4f} {worst} (more than {max_drop}): not exported")

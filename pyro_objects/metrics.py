@@ -41,6 +41,7 @@ MIN_OVERLAP = 30    # Sec. 5.2: DPA scores pairs whose amodal masks share at lea
 NOT_APPLICABLE = "needs a model that predicts depth and amodal masks"
 NO_SLOTS = "needs a model that splits the image into slots (this one draws the whole scene as one)"
 DECOMPOSITION = ("mIOU", "aIOU", "DPA", "FG-ARI")
+SCORES = (*DECOMPOSITION, "MSE")  # what a decomposition is scored by: quality.csv's columns, an export's scores
 
 
 def present_slots(count, K):

@@ -9,10 +9,10 @@ from torch.utils.tensorboard import SummaryWriter
 from .decompose import decompose
 from .evaluate import decomposition_scores
 from .interventions import sample
+from .metrics import SCORES
 from .report import PAPER
 from .viz import decomposition_figure, quality_figure, samples_figure
 
-QUALITY = ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE")
 STAGE_2_TERMS = ("nll_theta", "nll_z", "nll_d", "kl_y")
 FIGURES_EVERY_S = 60  # epoch figures at most once a minute of training: each takes about a second to draw
 
@@ -82,7 +82,7 @@ def score_quality(run_dir, model, guide, eval_data, device, at, seconds, log):
     for net, mode in zip(nets, modes):
         net.train(mode)
     row = {"step": at["step"], "epoch": at["epoch"], "minutes": seconds / 60,
-           **{k: "" if scores.get(k) is None else scores[k] for k in QUALITY}}
+           **{k: "" if scores.get(k) is None else scores[k] for k in SCORES}}
     path = Path(run_dir) / "quality.csv"
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -90,7 +90,7 @@ def score_quality(run_dir, model, guide, eval_data, device, at, seconds, log):
         if new:
             writer.writeheader()
         writer.writerow(row)
-    for k in QUALITY:
+    for k in SCORES:
         if row[k] != "":
             log.scalar(f"quality/{k}", row[k], at["step"])
     log.scalar("quality/speck_slots", len(scores["slots"]["specks"]), at["step"])  # label-free: slots drawing specks

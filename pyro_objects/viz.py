@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from .compositor import modal_segmentation
-from .metrics import MIN_OVERLAP
+from .metrics import DECOMPOSITION, MIN_OVERLAP
 from .files import atomic_write
 
 SLOT_COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.6, 0.9], [0.2, 0.8, 0.2], [0.95, 0.75, 0.1],
@@ -160,7 +160,7 @@ def quality_figure(rows, paper, path=None):
     trained, the paper's numbers as dashed lines in the same colours."""
     minutes = [float(r["minutes"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3))
-    for name in ("mIOU", "aIOU", "DPA", "FG-ARI"):
+    for name in DECOMPOSITION:
         values = [float(r[name]) if r.get(name) not in (None, "") else float("nan") for r in rows]
         line, = left.plot(minutes, values, marker=".", label=name)
         if name in paper:

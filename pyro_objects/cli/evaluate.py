@@ -52,7 +52,7 @@ def score_command(truth_path, pred_path, json_path, threshold, min_overlap, allo
     """
     json_path = check_output(json_path, "json", inputs=[truth_path, pred_path]) if json_path else None
     scores = score_files(truth_path, pred_path, threshold, min_overlap, allow_out_of_range)
-    for name in ("mIOU", "aIOU", "DPA", "FG-ARI", "MSE"):
+    for name in metrics.SCORES:
         if name in scores.get("not_applicable", {}):
             click.echo(f"{name:7s}n/a     ({scores['not_applicable'][name]})")
         elif name in scores:

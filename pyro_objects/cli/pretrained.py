@@ -5,6 +5,7 @@ import click
 
 from .. import pretrained, runs
 from ..export import export
+from ..metrics import DECOMPOSITION
 from ..report import fmt
 from . import main
 from .common import Finite, pick_device
@@ -49,7 +50,7 @@ def info_command(model, as_json):
             a = pretrained.about(name)
             s = a["scores"]["float16"]
             click.echo(f"pretrained:{name:15s} {a['dataset']:15s} " +
-                       "  ".join(f"{k} {fmt(s[k], '{:.3f}')}" for k in ("mIOU", "aIOU", "DPA", "FG-ARI") if k in s))
+                       "  ".join(f"{k} {fmt(s[k], '{:.3f}')}" for k in DECOMPOSITION if k in s))
         return
     if pretrained.is_pretrained(model):
         record = pretrained.about(model)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import check_output
-from ..monitor import QUALITY as METRICS  # the scores quality.csv holds
+from ..metrics import SCORES as METRICS  # the scores quality.csv holds
 from ..report import PAPER
 
 

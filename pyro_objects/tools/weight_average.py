@@ -19,9 +19,10 @@ import torch
 
 from .. import train as training
 from ..cli import main
+from ..metrics import DECOMPOSITION
 from ..report import fmt
 
-METRICS = ("mIOU", "aIOU", "DPA", "FG-ARI")
+METRICS = DECOMPOSITION
 
 
 @contextlib.contextmanager
