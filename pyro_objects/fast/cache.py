@@ -1,12 +1,12 @@
 """What torch.compile built for a run, kept in the run directory: RUN/compiled.bin.
 
-A compiled run spends its first half-minute to minute compiling. torch keeps what it compiled in a
-cache on the machine's disk, which a fresh machine, a cluster job's new node or a cleaned /tmp does
-not have (docs/PERFORMANCE.md, Between the steps, measures both). Training saves torch's cache
-artifacts (the graphs and kernels this process compiled or loaded; torch >= 2.7) beside the
-checkpoint, and a resumed run loads them before its first step, so that it compiles from the cache
-wherever it runs. The file is only a cache: one that does not load, or was built for another torch
-or device, costs a warning or a recompile, never the run.
+A compiled run spends its first half-minute to minute compiling. torch keeps what it compiled in
+a cache on the machine's disk, which a fresh machine, a cluster job's new node or a cleaned
+temporary folder does not have (docs/PERFORMANCE.md, Between the steps, measures both). Training
+saves torch's cache artifacts (the graphs and kernels this process compiled or found in its cache;
+torch >= 2.7) beside the checkpoint, and a resumed run loads them before its first step, so that
+it compiles from the cache wherever it runs. The file is only a cache: one that does not load, or
+was built for another torch or device, costs a warning or a recompile, never the run.
 """
 import hashlib
 import logging
@@ -48,8 +48,9 @@ def load(run_dir, speed):
 
 
 def save(run_dir, speed):
-    """After a checkpoint of a compiled run: write what this process compiled or loaded so far to
-    RUN/compiled.bin (atomically), unless the file holds it already. -> whether it wrote."""
+    """After a checkpoint of a compiled run: write what this process has compiled or found in its
+    cache so far to RUN/compiled.bin (atomically), unless the file holds it already: the graphs of
+    the latest call, which a resumed call needs. -> whether it wrote."""
     if not _supported(speed):
         return False
     artifacts = torch.compiler.save_cache_artifacts()
