@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from ..files import atomic_write
 
 FILE = "compiled.bin"
@@ -60,7 +61,11 @@ def save(run_dir, speed):
     path = Path(run_dir) / FILE
     if path.is_file() and path.stat().st_size == len(data) and _digest(path.read_bytes()) == _digest(data):
         return False
-    atomic_write(path, lambda p: p.write_bytes(data))
+    try:
+        atomic_write(path, lambda p: p.write_bytes(data))
+    except InputError as e:  # a full disk, say: the checkpoint is written, and a cache is not worth a run
+        warnings.warn(f"{e}; training goes on without it", stacklevel=2)
+        return False
     return True
 
 
