@@ -59,8 +59,11 @@ def save(run_dir, speed):
         return False
     data = artifacts[0]
     path = Path(run_dir) / FILE
-    if path.is_file() and path.stat().st_size == len(data) and _digest(path.read_bytes()) == _digest(data):
-        return False
+    try:
+        if path.is_file() and path.stat().st_size == len(data) and _digest(path.read_bytes()) == _digest(data):
+            return False
+    except OSError:  # unreadable: written anew below
+        pass
     try:
         atomic_write(path, lambda p: p.write_bytes(data))
     except InputError as e:  # a full disk, say: the checkpoint is written, and a cache is not worth a run
