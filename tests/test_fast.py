@@ -329,6 +329,9 @@ def test_the_compiled_cache_is_only_a_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: None)  # nothing compiled
     assert not fast.cache.save(tmp_path, Speed(compile=True))
     assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled"
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: 1 / 0)
+    with pytest.warns(UserWarning, match="ZeroDivisionError"):
+        assert not fast.cache.save(tmp_path, Speed(compile=True))
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"compiled", None))
     (tmp_path / "blocked" / fast.cache.FILE).mkdir(parents=True)  # a file that cannot be written: the run goes on
     with pytest.warns(UserWarning, match="training goes on without it"):

@@ -54,7 +54,11 @@ def save(run_dir, speed):
     the latest call, which a resumed call needs. -> whether it wrote."""
     if not _supported(speed):
         return False
-    artifacts = torch.compiler.save_cache_artifacts()
+    try:
+        artifacts = torch.compiler.save_cache_artifacts()
+    except Exception as e:  # noqa: BLE001 - a cache is not worth a run
+        warnings.warn(f"torch's compiler cache was not kept in {run_dir} ({type(e).__name__}: {e})", stacklevel=2)
+        return False
     if artifacts is None:  # nothing compiled (say, on torch's eager stance throughout)
         return False
     data = artifacts[0]
