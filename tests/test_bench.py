@@ -47,6 +47,7 @@ def test_bench_prints_a_table_and_writes_json(tmp_path):
     assert [r["variant"] for r in rows] == ["fp32", "channels_last"]
     assert rows[0]["batch"] == 4 and rows[0]["train_img_s"] > 0 and rows[0]["pyro_overhead"] > 0
     assert rows[0]["data_n"] == 6 and rows[0]["data_img_s"] > 0
+    assert "first_step_s" in result.output and all(r["first_step_s"] > 0 for r in rows)
 
 
 def test_variants_name_a_precision_and_flags():

@@ -107,7 +107,9 @@ def variant(name):
 def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=("fp32",), data_n=None):
     """One row of measurements per batch size and variant (see `variant`): images/s of a training
     step (Pyro's SVI and plain PyTorch), decomposition, sampling and data generation (data_n images
-    a call; default the batch size), peak memory."""
+    a call; default the batch size), peak memory, and the seconds of the first training step, which
+    compiles the networks and records the CUDA graph (what a run pays at its start; with the
+    compiler's cache empty, as on a fresh machine, or warm)."""
     temperature, sigma = 1.0, cfg.sigma[0]
     speeds = {name: variant(name) for name in variants}  # a bad name fails before any timing
     rows = []
@@ -125,7 +127,8 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
             torch.cuda.reset_peak_memory_stats()
         stage = Stage(1, cfg, model, guide, cfg.lr, device, speed)  # as training steps
         with pyro.validation_enabled(False):  # as training runs: argument checks read values on the host
-            t_svi = median_seconds(lambda: stage.step(x, temperature, sigma), device, repeats, warm)
+            t_first = seconds(lambda: stage.step(x, temperature, sigma), device)
+            t_svi = median_seconds(lambda: stage.step(x, temperature, sigma), device, repeats, warm - 1)
             plain_step = plain_training_step(model, guide, x, temperature, sigma, stage.elbo)
             t_plain = median_seconds(plain_step, device, repeats, warm)
             with torch.no_grad():
@@ -138,6 +141,7 @@ def bench(cfg, device="cpu", batch_sizes=(100,), repeats=20, warmup=5, variants=
             "train_img_s": B / t_svi, "plain_train_img_s": B / t_plain, "pyro_overhead": t_svi / t_plain,
             "decompose_img_s": B / t_decompose, "sample_img_s": B / t_sample, "data_img_s": n / t_data, "data_n": n,
             "peak_gib": torch.cuda.max_memory_allocated() / 2 ** 30 if device != "cpu" else None,
+            "first_step_s": t_first,
         })
     return rows
 
@@ -149,7 +153,7 @@ def device_name(device):
 def table(rows):
     """The rows as a Markdown table."""
     cols = ["batch", "variant", "train_img_s", "plain_train_img_s", "pyro_overhead", "decompose_img_s", "sample_img_s",
-            "data_img_s", "data_n", "peak_gib"]
+            "data_img_s", "data_n", "peak_gib", "first_step_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]) for c in cols]
