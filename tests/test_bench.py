@@ -288,12 +288,18 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
     (g / "config.json").write_text("{not json")
     h = _checks(tmp_path / "h", [(1.0, 0.7, 1e-3)])
     (h / "quality.csv").write_text("step,minutes,mIOU\n1000,,0.5\n")
+    binary = _checks(tmp_path / "binary", [(1.0, 0.7, 1e-3)])
+    (binary / "quality.csv").write_bytes(b"\x85\xff\x00step\n")
+    binary_config = _checks(tmp_path / "binary-config", [(1.0, 0.7, 1e-3)])
+    (binary_config / "config.json").write_bytes(b"\x85\xff")
     for argv, message in [([str(tmp_path / "none")], "no quality.csv"), ([str(a), str(c)], "different datasets"),
                           ([str(a), "--target", "IOU=0.8"], "must be one of"),
                           ([str(a), "--target", "mIOU=high"], "METRIC=NUMBER"), ([str(d)], "give targets"),
                           ([str(tmp_path / "e"), "--dataset", "polygons"], "line 3: a value is not a number"),
                           ([str(tmp_path / "f"), "--dataset", "polygons"], "no step and minutes columns"),
-                          ([str(g)], "not a run's config"), ([str(h), "--dataset", "polygons"], "line 2: no step or no minutes")]:
+                          ([str(g)], "not a run's config"), ([str(h), "--dataset", "polygons"], "line 2: no step or no minutes"),
+                          ([str(binary), "--dataset", "polygons"], "not a quality.csv"),
+                          ([str(binary_config)], "not a run's config")]:
         with pytest.raises(SystemExit) as stop:
             ttq(argv)
         assert message in str(stop.value.code)

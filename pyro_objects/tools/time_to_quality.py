@@ -31,6 +31,18 @@ def read_checks(run_dir):
     path = Path(run_dir) / "quality.csv"
     if not path.is_file():
         raise InputError(f"{run_dir}: no quality.csv (train with --eval-every N to write held-out checks)")
+    try:
+        rows = _rows(path)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path}: not a quality.csv of train --eval-every ({type(e).__name__})") from None
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    if not rows:
+        raise InputError(f"{path}: no checks yet")
+    return rows
+
+
+def _rows(path):  # read_checks' reading, its bad cells one line each
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not {"step", "minutes"} <= set(reader.fieldnames or ()):
@@ -43,8 +55,6 @@ def read_checks(run_dir):
                 raise InputError(f"{path}, line {line}: a value is not a number") from None
             if not {"step", "minutes"} <= set(rows[-1]):
                 raise InputError(f"{path}, line {line}: no step or no minutes")
-    if not rows:
-        raise InputError(f"{path}: no checks yet")
     return rows
 
 
@@ -55,7 +65,7 @@ def dataset_of(run_dir):
         return None
     try:
         return json.loads(path.read_text()).get("dataset")
-    except (json.JSONDecodeError, AttributeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
         raise InputError(f"{path}: not a run's config (give --dataset)") from None
 
 
