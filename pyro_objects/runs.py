@@ -9,7 +9,8 @@
                          dataset cache trained from. No RNG state: each step's seed comes from
                          its number (schedules.step_seed), so a run resumes exactly without one.
     RUN/compiled.bin     with --compile: what torch.compile built, so that a resumed run on another
-                         machine need not compile it again (fast/cache.py)
+                         machine need not compile it again (fast/cache.py); copied into a new
+                         run's folder before it starts, it serves that run too
     RUN/commands.txt     the command lines that trained it (pyro-objects export records them)
     RUN/log.csv          the loss terms, temperature, σ and learning rate every few steps
     RUN/quality.csv      held-out scores against minutes trained (train --eval-every)

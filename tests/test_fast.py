@@ -308,7 +308,11 @@ def test_a_compiled_run_keeps_its_cache_artifacts_and_a_resumed_run_loads_them(t
         train(runs.start(tiny_cfg, tmp_path / "r"), max_steps=2, **kwargs)
         assert (tmp_path / "r" / fast.cache.FILE).read_bytes() == b"artifacts" and loaded == []
         train(runs.resume(tmp_path / "r"), max_steps=3, **kwargs)
-    assert loaded == [b"artifacts"]
+        assert loaded == [b"artifacts"]
+        (tmp_path / "seeded").mkdir()  # a new run whose folder holds another run's file starts from it too
+        (tmp_path / "seeded" / fast.cache.FILE).write_bytes(b"another run's")
+        train(runs.start(tiny_cfg, tmp_path / "seeded", seed=1), max_steps=1, **kwargs)
+    assert loaded == [b"artifacts", b"another run's"]
     torch.compiler.reset()
 
 
