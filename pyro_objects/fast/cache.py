@@ -8,7 +8,6 @@ torch >= 2.7) beside the checkpoint, and a resumed run loads them before its fir
 it compiles from the cache wherever it runs. The file is only a cache: one that does not load, or
 was built for another torch or device, costs a warning or a recompile, never the run.
 """
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -64,7 +63,7 @@ def save(run_dir, speed):
     data = artifacts[0]
     path = Path(run_dir) / FILE
     try:
-        if path.is_file() and path.stat().st_size == len(data) and _digest(path.read_bytes()) == _digest(data):
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
             return False
     except OSError:  # unreadable: written anew below
         pass
@@ -74,7 +73,3 @@ def save(run_dir, speed):
         warnings.warn(f"{e}; training goes on without it", stacklevel=2)
         return False
     return True
-
-
-def _digest(data):
-    return hashlib.sha256(data).digest()
