@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import check_output
-from ..metrics import SCORES as METRICS  # the scores quality.csv holds
+from ..metrics import SCORES  # the scores quality.csv holds
 from ..report import PAPER
 
 
@@ -105,7 +105,7 @@ def median_minutes(reaches):
 def targets_for(dataset, given):
     """[(metric, value)]: the paper's Table 3 numbers for dataset (no FID), those of a metric in given
     [(metric, value)] replaced by given's."""
-    targets = [(k, v) for k, v in PAPER.get(dataset, {}).items() if k in METRICS and k not in dict(given)]
+    targets = [(k, v) for k, v in PAPER.get(dataset, {}).items() if k in SCORES and k not in dict(given)]
     targets += given
     if not targets:
         raise InputError(f"no paper's numbers for {dataset or 'these runs'}: give targets, e.g. --target FG-ARI=0.89")
@@ -114,8 +114,8 @@ def targets_for(dataset, given):
 
 def parse_target(text):
     metric, _, value = text.partition("=")
-    if metric not in METRICS:
-        raise InputError(f"--target {text!r}: the metric must be one of {', '.join(METRICS)}")
+    if metric not in SCORES:
+        raise InputError(f"--target {text!r}: the metric must be one of {', '.join(SCORES)}")
     try:
         return metric, float(value)
     except ValueError:

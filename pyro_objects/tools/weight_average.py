@@ -22,8 +22,6 @@ from ..cli import main
 from ..metrics import DECOMPOSITION
 from ..report import fmt
 
-METRICS = DECOMPOSITION
-
 
 @contextlib.contextmanager
 def scoring_both():
@@ -75,12 +73,12 @@ def paired(run_dir):
             return {r["step"]: r for r in csv.DictReader(f)}
     averaged, trained = rows(Path(run_dir) / "quality.csv"), rows(Path(run_dir) / "as-trained" / "quality.csv")
     steps = [step for step in averaged if step in trained]
-    lines = ["| step | minutes | " + " | ".join(f"{k}: average / as trained" for k in METRICS) + " |",
-             "|---|---|" + "---|" * len(METRICS)]
-    differences = {k: [] for k in METRICS}
+    lines = ["| step | minutes | " + " | ".join(f"{k}: average / as trained" for k in DECOMPOSITION) + " |",
+             "|---|---|" + "---|" * len(DECOMPOSITION)]
+    differences = {k: [] for k in DECOMPOSITION}
     for step in steps:
         cells = []
-        for k in METRICS:
+        for k in DECOMPOSITION:
             a, t = (float(r[k]) if r.get(k) else None for r in (averaged[step], trained[step]))
             cells.append(f"{fmt(a)} / {fmt(t)}")
             if a is not None and t is not None:
