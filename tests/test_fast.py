@@ -291,6 +291,22 @@ def test_what_one_machine_compiled_and_kept_another_finds_in_the_file(tmp_path, 
     torch.compiler.reset()
 
 
+@COMPILER
+def test_the_compilers_counters_move_when_it_compiles_and_not_when_a_step_runs_what_is_built():
+    """What fast.cache.save reads to know whether anything is new since the file was written."""
+    torch.compiler.reset()
+    f = torch.compile(lambda x: torch.nn.functional.elu(x) * 2 + 1, dynamic=False)
+    before = fast.cache._compiled()
+    f(torch.ones(8))
+    built = fast.cache._compiled()
+    f(torch.zeros(8))
+    f(torch.ones(8))
+    assert built != before and fast.cache._compiled() == built
+    f(torch.ones(4, 2))  # a new shape: compiled again
+    assert fast.cache._compiled() != built
+    torch.compiler.reset()
+
+
 @pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 has no compiler stances")
 def test_a_compiled_run_keeps_its_cache_artifacts_and_a_resumed_run_loads_them(tiny_cfg, tmp_path, monkeypatch):
     """Training writes torch's artifacts to RUN/compiled.bin at its checkpoints, and a resumed run hands
@@ -317,8 +333,14 @@ def test_a_compiled_run_keeps_its_cache_artifacts_and_a_resumed_run_loads_them(t
 
 
 def test_the_compiled_cache_is_only_a_cache(tmp_path, monkeypatch):
-    """A compiled.bin that does not load is a warning and a recompile; an unchanged one is not rewritten;
-    without --compile there is nothing to keep."""
+    """A compiled.bin that does not load is a warning and a recompile; an unchanged one is not rewritten,
+    and where nothing was compiled since it was written torch is not even asked; without --compile there
+    is nothing to keep."""
+    from torch._dynamo.utils import counters
+
+    def compiles():  # stands in for compiling something new: the compiler's counters move
+        counters["frames"]["total"] += 1
+
     (tmp_path / fast.cache.FILE).write_bytes(b"not a cache")
     with pytest.warns(UserWarning, match="did not load"):
         assert not fast.cache.load(tmp_path, Speed(compile=True))
@@ -326,10 +348,17 @@ def test_the_compiled_cache_is_only_a_cache(tmp_path, monkeypatch):
     assert not fast.cache.save(tmp_path, Speed())
     if not hasattr(torch.compiler, "save_cache_artifacts"):
         return
-    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"compiled", None))
+    asked = []
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: asked.append(1) or (b"compiled", None))
+    compiles()
     assert fast.cache.save(tmp_path, Speed(compile=True))
-    assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled"
-    assert not fast.cache.save(tmp_path, Speed(compile=True))  # the same bytes: left as they are
+    assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled" and len(asked) == 1
+    assert not fast.cache.save(tmp_path, Speed(compile=True)) and len(asked) == 1  # nothing compiled since: not asked
+    compiles()
+    assert not fast.cache.save(tmp_path, Speed(compile=True)) and len(asked) == 2  # the same bytes: left as they are
+    (tmp_path / fast.cache.FILE).unlink()
+    assert fast.cache.save(tmp_path, Speed(compile=True))  # the file gone: written again
+    compiles()
     monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: None)  # nothing compiled
     assert not fast.cache.save(tmp_path, Speed(compile=True))
     assert (tmp_path / fast.cache.FILE).read_bytes() == b"compiled"

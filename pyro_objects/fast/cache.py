@@ -18,6 +18,14 @@ from ..errors import InputError
 from ..files import atomic_write
 
 FILE = "compiled.bin"
+_kept = {}  # compiled.bin's path -> what the compiler had done (`_compiled`) when the file last matched it
+
+
+def _compiled():
+    """A snapshot of torch's compiler counters (frames traced, graphs compiled, cache hits and misses),
+    which change only when something is compiled or looked up: steps that replay what is built leave it."""
+    from torch._dynamo.utils import counters
+    return tuple(sorted((kind, tuple(sorted(counts.items()))) for kind, counts in counters.items()))
 
 
 def _supported(speed):
@@ -50,8 +58,13 @@ def load(run_dir, speed):
 def save(run_dir, speed):
     """After a checkpoint of a compiled run: write what this process has compiled or found in its
     cache so far to RUN/compiled.bin (atomically), unless the file holds it already: the graphs of
-    the latest call, which a resumed call needs. -> whether it wrote."""
+    the latest call, which a resumed call needs. Where nothing was compiled since the file last held
+    all of it, torch is not asked (on a GPU the artifacts are tens of MB, serialised and read back at
+    each checkpoint otherwise). -> whether it wrote."""
     if not _supported(speed):
+        return False
+    path, compiled = Path(run_dir) / FILE, _compiled()
+    if _kept.get(path.resolve()) == compiled and path.is_file():
         return False
     try:
         artifacts = torch.compiler.save_cache_artifacts()
@@ -61,9 +74,9 @@ def save(run_dir, speed):
     if artifacts is None:  # nothing compiled (say, on torch's eager stance throughout)
         return False
     data = artifacts[0]
-    path = Path(run_dir) / FILE
     try:
         if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            _kept[path.resolve()] = compiled
             return False
     except OSError:  # unreadable: written anew below
         pass
@@ -72,4 +85,5 @@ def save(run_dir, speed):
     except InputError as e:  # a full disk, say: the checkpoint is written, and a cache is not worth a run
         warnings.warn(f"{e}; training goes on without it", stacklevel=2)
         return False
+    _kept[path.resolve()] = compiled
     return True
