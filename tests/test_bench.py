@@ -1,4 +1,6 @@
+import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -330,3 +332,33 @@ def test_time_to_quality_draws_the_runs_checks_and_never_over_its_inputs(tmp_pat
             ttq(argv)
         assert message in str(stop.value.code)
     assert (a / "quality.csv").read_bytes() == before
+
+
+def test_compile_options_times_each_row_in_a_fresh_process_with_its_own_cache(monkeypatch):
+    """The rows: the variant as it is, each option, then the first row's cache again, warm; a row past
+    its time reads 'stopped'; each row's cache is removed afterwards."""
+    from pyro_objects.tools import compile_options
+    seen = []
+
+    def row(dataset, batch, name, device, env, cache, timeout):
+        seen.append((env, cache))
+        if env:
+            return None
+        return {"first_step_s": 57.7 if len(seen) == 1 else 6.3, "ms": [6.5, 6.6, 6.7], "img_s": 100 / 6.6e-3}
+
+    monkeypatch.setattr(compile_options, "row", row)
+    lines = compile_options.table("polygons", 100, "fp32", "cpu", [{"TORCHINDUCTOR_MAX_AUTOTUNE": "1"}], 240).splitlines()
+    assert lines[2] == "| as it is | empty | 57.7 | 6.500, 6.600, 6.700 | 15,152 |"
+    assert lines[3] == "| TORCHINDUCTOR_MAX_AUTOTUNE=1 | empty | stopped after 240 s | — | — |"
+    assert lines[4] == "| as it is | warm (the first row's) | 6.3 | 6.500, 6.600, 6.700 | 15,152 |"
+    assert seen[0][1] == seen[2][1] != seen[1][1] and not any(os.path.exists(cache) for _, cache in seen)
+    assert compile_options.options("A=1") == {"A": "1"}
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+        compile_options.options("A")
+
+
+def test_compile_options_measures_the_training_step():
+    from pyro_objects.tools.compile_options import measure
+    r = measure("polygons", 2, "fp32", "cpu")
+    assert r["first_step_s"] > 0 and len(r["ms"]) == 3 and r["process_s"] > r["first_step_s"]
+    assert r["img_s"] == pytest.approx(2 / (sorted(r["ms"])[1] / 1e3))
