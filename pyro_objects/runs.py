@@ -1,7 +1,8 @@
 """A run directory: its config, checkpoint, log and figures.
 
     RUN/config.json      the resolved config
-    RUN/checkpoint.pt    written atomically at the end of every epoch and when a run stops:
+    RUN/checkpoint.pt    written atomically when a run stops and at an epoch's end: a call's first,
+                         each stage's last, and between them at most once a minute (train.py):
                          config, seed, the networks' state_dicts ("model", "guide"), the
                          optimiser's state in Pyro's form ({parameter name: torch Adam state}),
                          epoch, batch (the position in the epoch's shuffle), step, stage, the

@@ -5,7 +5,7 @@
             stage 1: svi.step(x, temperature=τ(images), sigma=σ(epoch))   the ELBO of Sec. 4 (elbo.py)
                      average.update(step)                              the weights' moving average (ours)
             stage 2: svi.step(n, θ, z, d) at the guide's modes of x       the scene prior alone
-        the learning rate (and the batch) change on schedule; checkpoint; figures (at most once a minute)
+        the learning rate (and the batch) change on schedule; checkpoint and figures (at most once a minute)
 
 Before each checkpoint and check of stage 1, the guide's batch-norm statistics are set from
 decompositions of the first training images (`calibrate`; not in `paper-training`): training
@@ -47,6 +47,9 @@ from .runs import load_checkpoint, lock, record_command, save_checkpoint, save_c
 
 WARM_UP_STEPS = 3  # a call's first steps (compilation, graph capture), left out of the step time the budget plans with
 MAX_RESTORES = 3  # non-finite losses between two checkpoints, each answered by the last one at half the rate
+CHECKPOINT_EVERY_S = 60  # at an epoch's end, a checkpoint at most once a minute of training, besides a call's
+# first epoch, stage 1's last and the run's last: on a GPU an epoch ends every few seconds, and each checkpoint
+# (two calibrations, the file, compiled.bin) took 0.7 s of them (docs/PERFORMANCE.md)
 
 
 def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, data=None, eval_every=None,
@@ -125,8 +128,10 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     and schedules.batch_size(cfg, at["epoch"]) != batch_size  # (stage 2 builds its own Stage)
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
-                _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average)
-                restores = 0
+                ends_stage = at["epoch"] == cfg.epochs or schedules.stage(cfg, at["epoch"]) != stage.number
+                if fast.any_rank(clock.checkpoint_due(ends_stage)):
+                    _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average)
+                    restores = 0
                 if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     # the model the checkpoint saves, run as plain PyTorch (fast.eager: no graphs compiled for figures)
                     with average.swapped() if average else contextlib.nullcontext(), fast.eager():
@@ -191,6 +196,7 @@ class Clock:
         self.start, self.budget, self.before = time.monotonic(), budget, state["seconds"] if state else 0.0
         self.step_time, self.plan_time, self.excluded, self.ticks = 0.0, 0.0, 0.0, 0
         self.stepping = state.get("step_seconds") if state else 0.0  # the steps' own seconds (None: not recorded)
+        self.checkpointed = None  # clock.seconds() at this call's latest checkpoint
 
     def out_of_time(self):
         return self.budget is not None and time.monotonic() - self.start + 3 * self.plan_time + 5 > self.budget
@@ -213,6 +219,11 @@ class Clock:
 
     def seconds(self):
         return self.before + time.monotonic() - self.start - self.excluded
+
+    def checkpoint_due(self, must=False):
+        """Whether the epoch that ends now writes the checkpoint: one that must (the end of a stage), the
+        call's first, and between them one at least CHECKPOINT_EVERY_S of training after the last."""
+        return must or self.checkpointed is None or self.seconds() - self.checkpointed >= CHECKPOINT_EVERY_S
 
     def paused(self):
         clock = self
@@ -292,6 +303,7 @@ class _Decomposing(torch.nn.Module):
 
 
 def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average=None):
+    clock.checkpointed = clock.seconds()
     if lead and at["stage"] == 1:
         with fast.eager():
             calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)

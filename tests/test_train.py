@@ -482,3 +482,29 @@ def test_the_work_between_the_steps_runs_compiled_code_eagerly_and_compiles_noth
     assert counters["frames"]["total"] == before
     probe(torch.ones(99))  # the probe does compile outside: the count above can move
     assert counters["frames"]["total"] > before
+
+
+def test_checkpoints_come_at_most_once_a_minute_and_at_a_calls_first_epoch_and_each_stages_end(tiny_cfg, tmp_path,
+                                                                                                 monkeypatch, train_tiny):
+    """On a GPU an epoch ends every few seconds: the epochs between write no checkpoint (train.CHECKPOINT_EVERY_S),
+    and a run resumed from one it did write ends where an uninterrupted run does."""
+    import pyro_objects.train as training
+    written = []
+    save = training.save_checkpoint
+    monkeypatch.setattr(training, "save_checkpoint", lambda run_dir, state: written.append(state["epoch"]) or
+                        save(run_dir, state))
+    cfg = tiny_cfg.replace(epochs=5, hyperprior_epochs=1)  # stage 1 in epochs 0-3, stage 2 in epoch 4
+    whole = train_tiny(cfg, tmp_path / "whole")
+    assert written == [1, 4, 5]  # the call's first epoch, stage 1's last, the run's last
+    monkeypatch.setattr(training, "CHECKPOINT_EVERY_S", 0.0)
+    written.clear()
+    train_tiny(cfg, tmp_path / "every")
+    assert written == [1, 2, 3, 4, 5]
+    monkeypatch.setattr(training, "CHECKPOINT_EVERY_S", 60.0)
+    written.clear()
+    train_tiny(cfg, tmp_path / "r", max_steps=10)  # stopped in epoch 2: its checkpoint, then a resume
+    resumed = train_tiny(cfg, tmp_path / "r", resume=True)
+    assert written == [1, 2, 3, 4, 5]  # the stop's (epoch 2, step 10), then the resumed call's first, 4 and 5
+    for part in ("model", "guide"):
+        for name, tensor in whole[part].items():
+            assert torch.allclose(tensor, resumed[part][name], rtol=1e-4, atol=1e-6), f"{part}.{name}"

@@ -13,7 +13,7 @@ epoch's figures and checkpoint, on an untrained model of each dataset's config.
 The batches are drawn from random uint8 images as many and as large as the config's training set
 (what a gather costs depends on the sizes, not the pixels). Each cell is the median over repeats
 after one warm-up, with the range. Training takes a batch every step, draws the figures at most once
-a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint every epoch.
+a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint at most once a minute too (train.CHECKPOINT_EVERY_S).
 
 A second table times blocks of --loop-steps stage-1 steps (train.Stage, the default Speed) with the
 images on the device, in ms a step, three ways:
