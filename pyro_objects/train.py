@@ -129,10 +129,11 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                 if lr != at["lr"] or grown:  # a new rate or batch (a new CUDA graph): Adam's moments go on
                     at["lr"], stage = lr, Stage(stage.number, cfg, model, guide, lr, device, speed, stage.optim_state())
                 ends_stage = at["epoch"] == cfg.epochs or schedules.stage(cfg, at["epoch"]) != stage.number
-                if fast.any_rank(clock.checkpoint_due(ends_stage)):
+                saved = fast.any_rank(clock.checkpoint_due(ends_stage))
+                if saved:
                     _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average)
                     restores = 0
-                if figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
+                if saved and figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     # the model the checkpoint saves, run as plain PyTorch (fast.eager: no graphs compiled for figures)
                     with average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)

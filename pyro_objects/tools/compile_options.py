@@ -59,7 +59,8 @@ def row(dataset, batch, name, device, env, cache, timeout):
     except subprocess.TimeoutExpired:
         return None
     except subprocess.CalledProcessError as e:
-        raise InputError(f"the row with {env or 'no option'} failed: {e.stderr.strip().splitlines()[-1:]}") from None
+        last = (e.stderr.strip().splitlines() or ["no message"])[-1]
+        raise InputError(f"the row with {env or 'no option'} failed: {last}") from None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
