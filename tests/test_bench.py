@@ -141,7 +141,8 @@ def test_the_between_steps_table_times_the_batch_the_figures_and_the_checkpoint(
 
 def test_the_loop_table_times_training_steps_read_each_step_and_on_a_cpu_nothing_else():
     from pyro_objects.tools.between_steps import loop_table
-    lines = loop_table(["polygons"], "cpu", steps=1, repeats=1, n_train=200).splitlines()
+    lines = loop_table(["polygons"], "cpu", steps=1, repeats=1, n_train=200, speed_name="fp32").splitlines()
+    assert "fp32, blocks of 1 stage-1 steps" in lines[0]
     header = [cell.strip() for cell in lines[2].strip("| ").split(" | ")]
     cells = dict(zip(header, (c.strip() for c in lines[4].strip("| ").split(" | "))))
     assert cells["dataset"] == "polygons" and cells["batch"] == "100"

@@ -2,6 +2,7 @@
 epoch's figures and checkpoint, on an untrained model of each dataset's config.
 
     python -m pyro_objects.tools.between_steps polygons clevr5 --repeats 5
+    python -m pyro_objects.tools.between_steps polygons --variant bf16+compile+channels_last+graphs
 
     batch, from the host     Dataset.batch of a training batch whose images are on the host: gathered
                              there and copied to the device (CLEVR's generator and dataset caches)
@@ -15,8 +16,8 @@ The batches are drawn from random uint8 images as many and as large as the confi
 after one warm-up, with the range. Training takes a batch every step, draws the figures at most once
 a minute (monitor.FIGURES_EVERY_S) and writes the checkpoint at most once a minute too (train.CHECKPOINT_EVERY_S).
 
-A second table times blocks of --loop-steps stage-1 steps (train.Stage, the default Speed) with the
-images on the device, in ms a step, three ways:
+A second table times blocks of --loop-steps stage-1 steps (train.Stage, the default Speed, or
+--variant's) with the images on the device, in ms a step, three ways:
 
     read each step           as train.py takes them: the batch by the epoch's order (a host tensor),
                              the step's seed, the step, its loss read to check that it is finite
@@ -45,7 +46,7 @@ from ..model import Model
 from ..monitor import Log, epoch_figures
 from ..runs import save_checkpoint
 from ..train import Stage
-from .bench import device_name, seconds
+from .bench import device_name, seconds, variant
 
 
 def _random_images(cfg, n_train=None):
@@ -87,16 +88,16 @@ def times(dataset, device, repeats=5, n_train=None):
     return out
 
 
-def loop_times(dataset, device, steps=100, repeats=5, n_train=None):
-    """{way: [s a step, ...]} over repeats blocks of steps stage-1 steps, after one warm-up block of
-    each: the ways of the module's second table. The learning rate is 0, so every step does the same
-    work on the same networks."""
+def loop_times(dataset, device, steps=100, repeats=5, n_train=None, speed=Speed()):
+    """{way: [s a step, ...]} over repeats blocks of steps stage-1 steps of `speed` (default: training's
+    default), after one warm-up block of each: the ways of the module's second table. The learning rate
+    is 0, so every step does the same work on the same networks."""
     cfg = config_for(dataset)
     pyro.clear_param_store()  # the networks of a dataset timed before are not these
     data = datasets.resident(datasets.Dataset(dataset, _random_images(cfg, n_train)), device, free_bytes=float("inf"))
     torch.manual_seed(0)
-    model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), Speed(), device)
-    stage = Stage(1, cfg, model, guide, 0.0, device, Speed())
+    model, guide = fast.accelerate(Model(cfg).to(device), Guide(cfg).to(device), speed, device)
+    stage = Stage(1, cfg, model, guide, 0.0, device, speed)
     t, s = schedules.temperature(cfg, 0), schedules.sigma(cfg, 0)
     on_host = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     on_device = on_host.to(device)
@@ -133,12 +134,12 @@ def loop_times(dataset, device, steps=100, repeats=5, n_train=None):
 LOOP_WAYS = ("read each step", "read once a block", "the step alone")
 
 
-def loop_table(names, device, steps=100, repeats=5, n_train=None):
-    lines = [f"{device_name(device)}, blocks of {steps} stage-1 steps, {repeats} blocks after one warm-up, "
-             "ms a step: median (range)", "",
+def loop_table(names, device, steps=100, repeats=5, n_train=None, speed_name="fp32+graphs"):
+    lines = [f"{device_name(device)}, {speed_name}, blocks of {steps} stage-1 steps, {repeats} blocks after one "
+             "warm-up, ms a step: median (range)", "",
              "| dataset | batch | " + " | ".join(LOOP_WAYS) + " |", "|---|---|" + "---|" * len(LOOP_WAYS)]
     for name in names:
-        cfg, t = config_for(name), loop_times(name, device, steps, repeats, n_train)
+        cfg, t = config_for(name), loop_times(name, device, steps, repeats, n_train, variant(speed_name))
         cells = [f"{statistics.median(t[k]) * 1e3:.2f} ({min(t[k]) * 1e3:.2f}-{max(t[k]) * 1e3:.2f})" if k in t else "—"
                  for k in LOOP_WAYS]
         lines.append(f"| {name} | {cfg.batch_size} | " + " | ".join(cells) + " |")
@@ -168,6 +169,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-train", type=int, help="training images to draw batches from (default: the config's)")
     parser.add_argument("--loop-steps", type=int, default=100, help="stage-1 steps a block of the second table (0: leave it out)")
+    parser.add_argument("--variant", default="fp32+graphs",
+                        help="the second table's steps, as `bench --variants` (default: training's default)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.repeats < 1 or (args.n_train is not None and args.n_train < 1) or args.loop_steps < 0:
@@ -175,12 +178,13 @@ def main():
     try:
         for name in args.datasets:
             config_for(name)
+        variant(args.variant)
     except InputError as e:  # an unknown dataset: the config's own line
         parser.exit(1, f"between_steps.py: {e}\n")
     print(table(args.datasets, args.device, args.repeats, args.n_train))
     if args.loop_steps:
         print()
-        print(loop_table(args.datasets, args.device, args.loop_steps, args.repeats, args.n_train))
+        print(loop_table(args.datasets, args.device, args.loop_steps, args.repeats, args.n_train, args.variant))
 
 
 if __name__ == "__main__":
