@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from pyro_objects.tools.bench import plain_loss, variant
 from pyro_objects.cli import main
-from pyro_objects.config import Speed
+from pyro_objects.config import Speed, config_for
 from pyro_objects.elbo import from_config
 from pyro_objects.errors import InputError
 from pyro_objects.guide import Guide
@@ -341,7 +341,7 @@ def test_compile_options_times_each_row_in_a_fresh_process_with_its_own_cache(mo
     from pyro_objects.tools import compile_options
     seen = []
 
-    def row(dataset, batch, name, device, env, cache, timeout):
+    def row(dataset, batch, name, device, env, cache, timeout, helpers=0):
         seen.append((env, cache))
         if env:
             return None
@@ -363,3 +363,24 @@ def test_compile_options_measures_the_training_step():
     r = measure("polygons", 2, "fp32", "cpu")
     assert r["first_step_s"] > 0 and len(r["ms"]) == 3 and r["process_s"] > r["first_step_s"]
     assert r["img_s"] == pytest.approx(2 / (sorted(r["ms"])[1] / 1e3))
+
+
+def test_compile_options_helpers_row_and_the_networks_each_helper_compiles(monkeypatch):
+    """--helpers K: one more row, whose process alone is timed while K helpers compile shares of HELPED,
+    networks of the step other than the position U-Net; fast.accelerate(compile_only=...) compiles just those."""
+    from pyro_objects import fast
+    from pyro_objects.tools import compile_options
+    helped = []
+    monkeypatch.setattr(compile_options, "row", lambda *args: helped.append(args[-1]) or
+                        {"first_step_s": 1.0, "ms": [1.0, 1.0, 1.0], "img_s": 1.0})
+    lines = compile_options.table("polygons", 100, "fp32", "cpu", [], 240, helpers=2).splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| as it is", "| as it is, 2 helpers", "| as it is"]
+    assert helped == [0, 2, 0]
+    assert sorted(sum((compile_options.HELPED[k::2] for k in range(2)), ())) == sorted(compile_options.HELPED)
+    cfg = config_for("polygons")
+    model, guide = Model(cfg), Guide(cfg)
+    children = dict([*model.named_children(), *guide.named_children()])
+    assert set(compile_options.HELPED) < set(children) and "position" not in compile_options.HELPED
+    fast.accelerate(model, guide, Speed(compile=True, cuda_graphs=False), "cpu", compile_only={"F_obj", "position"})
+    compiled = {name for name, net in children.items() if getattr(net, "_compiled_call_impl", None) is not None}
+    assert compiled == {"F_obj", "position"}

@@ -31,13 +31,13 @@ def on_gpu(device):
     return str(device).startswith("cuda")
 
 
-def accelerate(model, guide, speed, device="cpu"):
+def accelerate(model, guide, speed, device="cpu", compile_only=None):
     """model and guide, changed in place to run as speed asks on device (nothing changes on a CPU
-    with the default Speed: there the plain path runs)."""
+    with the default Speed: there the plain path runs); compile_only: see networks.accelerate."""
     if on_gpu(device):
         torch.backends.cudnn.benchmark = True  # the shapes never change: cuDNN times its algorithms once
     if on_gpu(device) or speed.precision == "bf16" or speed.compile or speed.channels_last:
-        _accelerate(model, guide, speed)
+        _accelerate(model, guide, speed, compile_only)
     return model, guide
 
 

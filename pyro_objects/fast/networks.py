@@ -13,8 +13,9 @@ from torch import nn
 from ..nets import Upsample
 
 
-def accelerate(model, guide, speed):
-    """Convert model's and guide's convolutional networks in place as speed asks."""
+def accelerate(model, guide, speed, compile_only=None):
+    """Convert model's and guide's convolutional networks in place as speed asks; with compile_only (names
+    of their children, e.g. {"F_obj"}), only those networks are compiled, the others run as plain PyTorch."""
     # Register the weights with Pyro before their layout changes: the param store keeps a contiguous
     # tensor, so it would hold a copy of a channels_last weight, and SVI would train the copy.
     pyro.module("model", model)
@@ -23,6 +24,7 @@ def accelerate(model, guide, speed):
         # nn.Module.compile runs every network through one shared frame, and Dynamo caches per frame: each
         # network, grad mode and input shape is an entry, more than the default limit of 8.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    names = {id(m): n for n, m in [*model.named_children(), *guide.named_children()]}
     for net in convolutional(model) + convolutional(guide):
         for module in net.modules():
             if isinstance(module, Upsample):
@@ -32,7 +34,7 @@ def accelerate(model, guide, speed):
         if speed.channels_last:
             net.to(memory_format=torch.channels_last)
         net.forward = _fast_forward(net.forward, speed)
-        if speed.compile:
+        if speed.compile and (compile_only is None or names[id(net)] in compile_only):
             # dynamic=False, else Dynamo takes each new network in the shared frame for a shape change. Inductor
             # keeps NCHW for graphs with a convolution of fewer output than input channels (the U-Net's 96 -> 32)
             # and then copies every activation cuDNN reads in channels_last: ask for the layout.
