@@ -11,9 +11,9 @@ which compiles the networks and records the CUDA graph (`first_step_s`), then th
 median of 30 steps after 5 (`ms`); images/s is the batch over the middle round. A row that takes
 longer than --timeout seconds is stopped and reads "stopped".
 
-With --helpers K, one more row: the variant as it is with an empty cache, while K helper processes
-take the same first step at the same time into the same cache, each compiling only a share of the
-networks (HELPED, split K ways; the position U-Net, which the step calls first, is the row's own).
+With --helpers K, one more row after the first: the variant as it is with an empty cache, while K
+helper processes take the same first step at the same time into the same cache, each compiling only
+a share of the networks (HELPED, split K ways; the position U-Net, which the step calls first, is the row's own).
 Compiling is mostly one thread of Python a process; a network a helper has finished is a cache hit
 for the row. Only the row's own process is timed.
 """
@@ -49,7 +49,7 @@ def measure(dataset, batch, name, device, only=None):
     pyro.clear_param_store()
     torch.manual_seed(0)
     model, guide = Model(cfg).to(device), Guide(cfg).to(device)
-    unknown = set(only or ()) - {name for name, _ in [*model.named_children(), *guide.named_children()]}
+    unknown = set(only or ()) - {child for child, _ in [*model.named_children(), *guide.named_children()]}
     if unknown:
         raise InputError(f"--only names no network of the model or guide: {', '.join(sorted(unknown))}")
     fast.accelerate(model, guide, speed, device, compile_only=only)
