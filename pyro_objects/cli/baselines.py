@@ -46,7 +46,7 @@ def train_command(name, dataset, is_quick, epochs, batch_size, n_train, cache, r
     our σ schedule). `pyro-objects decompose RUN` and `evaluate RUN` read the run like one of ours;
     aIOU and DPA are n/a (no depth, no amodal masks)."""
     check_name(name)
-    budget = parse_duration(time_budget) if time_budget else None  # a bad one refused before anything starts
+    budget = parse_duration(time_budget)  # a bad one refused before anything starts
     cfg = config_for(dataset)
     run_dir = Path(run_dir or f"runs/{name}-{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
     options = {"--quick": is_quick, "--epochs": epochs, "--batch-size": batch_size, "--n-train": n_train}

@@ -46,7 +46,9 @@ def pick_device(device):
 
 
 def parse_duration(text):
-    """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds."""
+    """'9m' -> 540.0, '90s' -> 90.0, '1h' -> 3600.0, '120' -> 120.0 seconds; None (or '': no option given) -> None."""
+    if text is None or text == "":
+        return None
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not m:
         raise InputError(f"cannot read the duration {text!r}: use e.g. 90s, 9m or 1h")

@@ -67,7 +67,7 @@ def train_command(dataset, is_quick, preset, epochs, batch_size, n_train, settin
     (never the first epoch), fits the scene prior ζ, ξ and Q(y) to the posterior modes.
     The speed options (--precision, --compile, --channels-last, --no-cuda-graphs) may change
     when a run is resumed; what it trains may not."""
-    budget = parse_duration(time_budget) if time_budget else None  # a bad one refused before anything starts
+    budget = parse_duration(time_budget)  # a bad one refused before anything starts
     cfg = with_preset(config_for(dataset), preset or "ours")
     cfg = quick(cfg) if is_quick else cfg
     run_dir = Path(run_dir or f"runs/{Path(dataset.split(':')[-1]).name}{'-quick' if is_quick else ''}")
