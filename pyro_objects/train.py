@@ -305,13 +305,13 @@ class _Decomposing(torch.nn.Module):
 
 def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average=None):
     clock.checkpointed = clock.seconds()
-    if lead and at["stage"] == 1:
-        with fast.eager():
+    with fast.eager():  # calibration runs the networks as plain PyTorch: no graphs compiled for it
+        if lead and at["stage"] == 1:
             calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
-    if lead and average:
-        with average.swapped(), fast.eager():
-            calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
-            averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
+        if lead and average:
+            with average.swapped():
+                calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
+                averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
     if lead:
         save_checkpoint(run.dir, {**({"average": averaged} if average else {}),
             "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
