@@ -135,7 +135,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     restores = 0
                 if saved and figures and lead and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
                     # the model the checkpoint saves, run as plain PyTorch (fast.eager: no graphs compiled for figures)
-                    with average.swapped() if average else contextlib.nullcontext(), fast.eager():
+                    with clock.part("figures"), average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         epoch_figures(run.dir, model, guide, data, device, at["epoch"], log, at["stage"] == 2)
         bar.close()
         if stopped and not failing:  # a state that only a fall-back reached is no better than the checkpoint
@@ -190,13 +190,17 @@ def _at_rate(state, lr):
 
 
 class Clock:
-    """Wall time trained, over every call of the run (scoring during training left out), and whether
-    the budget leaves room for another step."""
+    """Wall time trained, over every call of the run (scoring during training left out), where it went,
+    and whether the budget leaves room for another step."""
+
+    PARTS = ("first_steps", "checkpoints", "figures", "checks")  # besides the steps; see `record`
 
     def __init__(self, state, budget):
         self.start, self.budget, self.before = time.monotonic(), budget, state["seconds"] if state else 0.0
         self.step_time, self.plan_time, self.excluded, self.ticks = 0.0, 0.0, 0.0, 0
         self.stepping = state.get("step_seconds") if state else 0.0  # the steps' own seconds (None: not recorded)
+        self.parts = dict(state["time_parts"]) if state and "time_parts" in state else \
+            None if state else dict.fromkeys(self.PARTS, 0.0)  # a run from before they were recorded: None
         self.checkpointed = None  # clock.seconds() at this call's latest checkpoint
 
     def out_of_time(self):
@@ -213,6 +217,8 @@ class Clock:
         self.step_time = self._average(self.step_time, took)
         if self.ticks > WARM_UP_STEPS:
             self.plan_time = self._average(self.plan_time, took)
+        else:
+            self._add("first_steps", took)
 
     @staticmethod
     def _average(mean, took):  # exponential, over about the last ten steps; the first step starts it
@@ -226,16 +232,33 @@ class Clock:
         call's first, and between them one at least CHECKPOINT_EVERY_S of training after the last."""
         return must or self.checkpointed is None or self.seconds() - self.checkpointed >= CHECKPOINT_EVERY_S
 
-    def paused(self):
-        clock = self
+    @contextlib.contextmanager
+    def part(self, name, paused=False):
+        """Time the work within as one of PARTS; paused: left out of the seconds trained (scoring)."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - began
+            self._add(name, took)
+            if paused:
+                self.excluded += took
 
-        class Paused:
-            def __enter__(self):
-                self.began = time.monotonic()
+    def paused(self):  # a check of held-out images: outside the minutes trained
+        return self.part("checks", paused=True)
 
-            def __exit__(self, *exc):
-                clock.excluded += time.monotonic() - self.began
-        return Paused()
+    def _add(self, name, seconds):
+        if self.parts is not None:
+            self.parts[name] += seconds
+
+    def record(self):
+        """A checkpoint's entries of the clock, as it is written (which they mark): the seconds trained; the
+        steps' seconds; and time_parts, seconds up to this checkpoint in each call's first WARM_UP_STEPS
+        steps (compiling, graph capture: within the steps' seconds), in writing checkpoints, in drawing
+        figures, and in checks (outside the seconds trained)."""
+        self.checkpointed = self.seconds()
+        return {"seconds": self.checkpointed, "step_seconds": self.stepping,
+                "time_parts": None if self.parts is None else dict(self.parts)}
 
 
 def _networks(run, device, speed):
@@ -304,24 +327,24 @@ class _Decomposing(torch.nn.Module):
 
 
 def _checkpoint(run, model, guide, stage, at, clock, lead, data, device, speed, average=None):
-    clock.checkpointed = clock.seconds()
-    with fast.eager():  # calibration runs the networks as plain PyTorch: no graphs compiled for it
-        if lead and at["stage"] == 1:
-            calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
-        if lead and average:
-            with average.swapped():
+    with clock.part("checkpoints"):
+        entries = clock.record()  # every process: each decides the next one by it
+        with fast.eager():  # calibration runs the networks as plain PyTorch: no graphs compiled for it
+            if lead and at["stage"] == 1:
                 calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
-                averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
-    if lead:
-        save_checkpoint(run.dir, {**({"average": averaged} if average else {}),
-            "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
-            "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
-            "temperature": schedules.temperature(run.cfg, at["images"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
-            "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": run.cache,
-            "cache_fingerprint": run.cache_fingerprint})
-        fast.cache.save(run.dir, speed)
-    if fast.world_size() > 1:
-        torch.distributed.barrier()
+            if lead and average:
+                with average.swapped():
+                    calibrate(guide, data, run.cfg.batch_size, run.cfg.calibration_batches, device)
+                    averaged = {"model": _copy(model.state_dict()), "guide": _copy(guide.state_dict())}
+        if lead:
+            save_checkpoint(run.dir, {**({"average": averaged} if average else {}),
+                "config": dataclasses.asdict(run.cfg), "seed": run.seed, "model": model.state_dict(),
+                "guide": guide.state_dict(), "optim": stage.optim_state(), **at,
+                "temperature": schedules.temperature(run.cfg, at["images"]), "sigma": schedules.sigma(run.cfg, at["epoch"]),
+                **entries, "cache": run.cache, "cache_fingerprint": run.cache_fingerprint})
+            fast.cache.save(run.dir, speed)
+        if fast.world_size() > 1:
+            torch.distributed.barrier()
 
 
 def _fall_back(run, model, guide, at, restores, device, speed, bar):

@@ -65,6 +65,8 @@ def test_commands_read_a_pretrained_model_and_write_beside_the_user(exported, tm
     info = invoke("info", exported / "run")  # a run: its minutes, and those its steps took
     lines = dict(line.split(": ", 1) for line in info.output.splitlines() if ": " in line)
     assert info.exit_code == 0 and 0 <= float(lines["minutes_in_steps"]) <= float(lines["minutes"])
+    assert 0 <= float(lines["minutes_in_first_steps"]) <= float(lines["minutes_in_steps"])
+    assert {"minutes_in_checkpoints", "minutes_in_figures", "minutes_in_checks"} <= set(lines)
 
 
 def test_a_damaged_or_unchecked_file_is_refused_in_one_line(exported, tmp_path):

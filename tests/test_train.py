@@ -320,6 +320,50 @@ def test_a_run_records_the_seconds_its_steps_took_across_calls(tiny_cfg, tmp_pat
     assert first["step_seconds"] < last["step_seconds"] <= last["seconds"]
 
 
+def test_the_clock_records_where_the_seconds_went(monkeypatch):
+    """A call's first three steps apart from the rest, checkpoints and figures within the seconds trained,
+    checks outside them; a resumed call adds to what its checkpoint recorded."""
+    from pyro_objects import train as training
+    now = [0.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: now[0])
+
+    def call(clock, steps):
+        now[0] += 2.0  # data, networks: between the parts
+        for took in steps:
+            clock.tick()
+            now[0] += took
+            clock.tock()
+        with clock.part("checkpoints"):
+            now[0] += 0.5
+        with clock.part("figures"):
+            now[0] += 0.25
+        with clock.paused():
+            now[0] += 4.0
+        return clock.record()
+
+    first = call(training.Clock(None, None), [30.0, 1.0, 1.0, 0.125, 0.125])
+    assert first == {"seconds": 35.0, "step_seconds": 32.25,
+                     "time_parts": {"first_steps": 32.0, "checkpoints": 0.5, "figures": 0.25, "checks": 4.0}}
+    last = call(training.Clock(first, None), [10.0, 0.125, 0.125, 0.125])
+    assert last == {"seconds": 35.0 + 13.125, "step_seconds": 32.25 + 10.375,
+                    "time_parts": {"first_steps": 42.25, "checkpoints": 1.0, "figures": 0.5, "checks": 8.0}}
+    older = {"seconds": 35.0, "step_seconds": 32.25}  # a checkpoint from before the parts were recorded
+    assert call(training.Clock(older, None), [1.0])["time_parts"] is None
+
+
+def test_a_run_records_where_its_seconds_went(tiny_cfg, tmp_path, train_tiny):
+    from pyro_objects.data import Dataset, polygons
+    from pyro_objects.train import Clock
+    d = polygons.generate(4, seed=1, image_size=tiny_cfg.image_size)
+    held_out = Dataset("polygons", d["images"], d["amodal"], d["count"])
+    state = train_tiny(tiny_cfg.replace(epochs=3), tmp_path / "run", eval_every=2, eval_data=held_out)
+    parts = state["time_parts"]
+    assert set(parts) == set(Clock.PARTS)
+    assert 0 < parts["first_steps"] < state["step_seconds"]  # the steps after the first three are the rest
+    assert parts["checkpoints"] > 0 and parts["checks"] > 0  # figures: not drawn in train_tiny
+    assert parts["first_steps"] + parts["checkpoints"] + parts["figures"] <= state["seconds"]
+
+
 def test_training_images_go_to_the_device_where_they_fit_and_stay_on_the_host_where_not():
     from pyro_objects import data as datasets
     host = datasets.Dataset("polygons", torch.zeros(10, 4, 4, 3, dtype=torch.uint8))  # 480 bytes

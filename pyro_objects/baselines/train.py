@@ -140,7 +140,8 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=None, resume=False, ti
                 if clock.checkpoint_due(at["epoch"] == cfg.epochs):
                     _checkpoint(run_dir, name, cfg, seed, sizes, (cache, fingerprint), model, optim, at, clock)
                 if figures and log.figures_due(clock.seconds(), at["epoch"] == cfg.epochs):
-                    epoch_figures(run_dir, model, None, data, device, at["epoch"], log)
+                    with clock.part("figures"):
+                        epoch_figures(run_dir, model, None, data, device, at["epoch"], log)
         bar.close()
         if stopped:
             _checkpoint(run_dir, name, cfg, seed, sizes, (cache, fingerprint), model, optim, at, clock)
@@ -166,8 +167,7 @@ def _resumed(name, cfg, run_dir, device, seed=None):
 
 def _checkpoint(run_dir, name, cfg, seed, sizes, cache, model, optim, at, clock):
     """cache: (path, fingerprint) of the dataset cache trained from, or (None, None)."""
-    clock.checkpointed = clock.seconds()
-    save_checkpoint(run_dir, {"baseline": name, "config": dataclasses.asdict(cfg), "seed": seed, "sizes": sizes or {},
-                              "model": model.state_dict(), "optim": optim.state_dict(), **at,
-                              "seconds": clock.seconds(), "step_seconds": clock.stepping, "cache": cache[0],
-                              "cache_fingerprint": cache[1]})
+    with clock.part("checkpoints"):
+        save_checkpoint(run_dir, {"baseline": name, "config": dataclasses.asdict(cfg), "seed": seed, "sizes": sizes or {},
+                                  "model": model.state_dict(), "optim": optim.state_dict(), **at, **clock.record(),
+                                  "cache": cache[0], "cache_fingerprint": cache[1]})

@@ -7,6 +7,7 @@ from .. import pretrained, runs
 from ..export import export
 from ..metrics import DECOMPOSITION
 from ..report import fmt
+from ..train import Clock
 from . import main
 from .common import Finite, pick_device
 
@@ -41,8 +42,10 @@ def export_command(run_dir, out, n, max_drop, batch_size, device):
 @click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
 def info_command(model, as_json):
     """What a model records: the commands that trained it, the commit, the dataset generator's version
-    and its held-out scores; of a run directory, the minutes trained and the minutes its steps took
-    (the rest went between the steps: data, checkpoints, figures, starting each call). MODEL:
+    and its held-out scores; of a run directory, the minutes trained and where they went up to its
+    checkpoint: in the steps (of them, each call's first steps, which compile and capture), writing
+    checkpoints and drawing figures; the rest went between them (data, batches, starting each call).
+    Checks of held-out images (--eval-every) are outside the minutes, their own time given. MODEL:
     pretrained:NAME, pretrained:PATH.pt or a run directory; without MODEL, the pretrained models
     shipped with the package."""
     if model is None:
@@ -59,6 +62,7 @@ def info_command(model, as_json):
         record = {"dataset": state["config"]["dataset"], "commands": runs.commands(model), "epoch": state["epoch"],
                   "step": state["step"], "minutes": _minutes(state.get("seconds", 0)),
                   "minutes_in_steps": _minutes(state.get("step_seconds")),
+                  **{f"minutes_in_{part}": _minutes((state.get("time_parts") or {}).get(part)) for part in Clock.PARTS},
                   "scene_prior": runs.has_scene_prior(state),
                   "weights": _weights(state),
                   "config": state["config"]}
