@@ -7,8 +7,9 @@
                          optimiser's state in Pyro's form ({parameter name: torch Adam state}),
                          epoch, batch (the position in the epoch's shuffle), step, stage, the
                          learning rate, the temperature and σ reached, seconds trained and where
-                         they went (train.Clock.record), and the dataset cache trained from. No RNG state: each step's seed comes from
-                         its number (schedules.step_seed), so a run resumes exactly without one.
+                         they went (train.Clock.record), and the dataset cache trained from. No
+                         RNG state: each step's seed comes from its number (schedules.step_seed),
+                         so a run resumes exactly without one.
     RUN/compiled.bin     with --compile: what torch.compile built, so that a resumed run on another
                          machine need not compile it again (fast/cache.py); copied into a new
                          run's folder before it starts, it serves that run too

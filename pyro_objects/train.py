@@ -199,8 +199,8 @@ class Clock:
         self.start, self.budget, self.before = time.monotonic(), budget, state["seconds"] if state else 0.0
         self.step_time, self.plan_time, self.excluded, self.ticks = 0.0, 0.0, 0.0, 0
         self.stepping = state.get("step_seconds") if state else 0.0  # the steps' own seconds (None: not recorded)
-        self.parts = dict(state["time_parts"]) if state and "time_parts" in state else \
-            None if state else dict.fromkeys(self.PARTS, 0.0)  # a run from before they were recorded: None
+        parts = state.get("time_parts") if state else dict.fromkeys(self.PARTS, 0.0)
+        self.parts = None if parts is None else dict(parts)  # None: a run from before they were recorded
         self.checkpointed = None  # clock.seconds() at this call's latest checkpoint
 
     def out_of_time(self):

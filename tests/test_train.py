@@ -348,7 +348,8 @@ def test_the_clock_records_where_the_seconds_went(monkeypatch):
     assert last == {"seconds": 35.0 + 13.125, "step_seconds": 32.25 + 10.375,
                     "time_parts": {"first_steps": 42.25, "checkpoints": 1.0, "figures": 0.5, "checks": 8.0}}
     older = {"seconds": 35.0, "step_seconds": 32.25}  # a checkpoint from before the parts were recorded
-    assert call(training.Clock(older, None), [1.0])["time_parts"] is None
+    resumed = call(training.Clock(older, None), [1.0])
+    assert resumed["time_parts"] is None and call(training.Clock(resumed, None), [1.0])["time_parts"] is None
 
 
 def test_a_run_records_where_its_seconds_went(tiny_cfg, tmp_path, train_tiny):
