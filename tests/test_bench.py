@@ -278,6 +278,10 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
     # a reaches 0.83 at its last check, so only b is known to hold it
     assert "mIOU ≥ 0.83: median 1.75 min over 2 run(s) (reached in 1.50-2.00); held by 1 of 2" in out
     assert "aIOU ≥ 0.9: median 1.25 min" in out and "DPA ≥ 0.87" in out and "MSE" not in out  # polygons: no MSE
+    assert "held by 1 of 2; best 0.85 (0.84-0.86)" in out  # the median and range of the runs' best checks
+    ttq([str(a), str(b), "--by", "2.2"])  # as if both had stopped at 2.2 minutes: b's last check left out
+    out = capsys.readouterr().out
+    assert "mIOU ≥ 0.83: median 1.75 min over 2 run(s) (reached in 1.50-2.00); held by 0 of 2; best 0.835 (0.83-0.84)" in out
     ttq([str(a), "--target", "mIOU=0.85"])
     out = capsys.readouterr().out
     assert "mIOU ≥ 0.85: median not reached over 1 run(s); held by 0 of 1" in out and "mIOU ≥ 0.83" not in out
@@ -302,7 +306,8 @@ def test_time_to_quality_reads_the_papers_targets_from_the_runs_dataset_and_refu
                           ([str(tmp_path / "f"), "--dataset", "polygons"], "no step and minutes columns"),
                           ([str(g)], "not a run's config"), ([str(h), "--dataset", "polygons"], "line 2: no step or no minutes"),
                           ([str(binary), "--dataset", "polygons"], "not a quality.csv"),
-                          ([str(binary_config)], "not a run's config")]:
+                          ([str(binary_config)], "not a run's config"),
+                          ([str(a), "--by", "0.5"], "no check by 0.5 minutes"), ([str(a), "--by", "0"], "above 0")]:
         with pytest.raises(SystemExit) as stop:
             ttq(argv)
         assert message in str(stop.value.code)

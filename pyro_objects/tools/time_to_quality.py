@@ -3,13 +3,15 @@ for each target, the minute and step at which each run's checks first reach it, 
 later check of the run stays there, and the median and range of those minutes over the runs, the
 way docs/PERFORMANCE.md states its goals (the median of three seeds, the quality held).
 
-    python -m pyro_objects.tools.time_to_quality RUN [RUN ...] [--target FG-ARI=0.89] [--figure FILE.png]
+    python -m pyro_objects.tools.time_to_quality RUN [RUN ...] [--target FG-ARI=0.89] [--by 5] [--figure FILE.png]
 
 The targets default to the paper's Table 3 numbers for the runs' dataset (`report.PAPER`); a
 --target adds one, and replaces the paper's number of its metric. MSE is reached from above
 (lower is better), the rest from below. A run that never reaches a target counts as slower than
 any that does, so the median is "not reached" when half the runs or more do not reach it. A run
-that reaches a target at its last check is not counted as holding it: nothing came after.
+that reaches a target at its last check is not counted as holding it: nothing came after. Each
+target's summary gives the median and range of the runs' best checks too. --by M reads each run
+as if it had stopped at M minutes (its checks up to then): the goals' "in 5 minutes" is --by 5.
 --figure draws each run's checks against the minutes, a panel a target.
 """
 import argparse
@@ -56,6 +58,16 @@ def _rows(path):  # read_checks' reading, its bad cells one line each
             if not {"step", "minutes"} <= set(rows[-1]):
                 raise InputError(f"{path}, line {line}: no step or no minutes")
     return rows
+
+
+def checks_by(run_dir, checks, minutes):
+    """The checks at or before `minutes`: the run as if it had stopped then."""
+    if not minutes > 0:
+        raise InputError(f"--by {minutes:g}: give the minutes, above 0")
+    kept = [c for c in checks if c["minutes"] <= minutes]
+    if not kept:
+        raise InputError(f"{run_dir}: no check by {minutes:g} minutes (its first is at {checks[0]['minutes']:.2f})")
+    return kept
 
 
 def dataset_of(run_dir):
@@ -142,10 +154,12 @@ def table(runs, targets):
             lines.append(f"| {run_dir} | {goal(metric, target)} | {first} | {held} | {best} | {r['last_minutes']:.2f} |")
         median, spread = median_minutes(reaches)
         held = sum(r["held"] == "yes" for r in reaches)
+        bests = [r["best"] for r in reaches]
         summary.append(f"{goal(metric, target)}: median "
                        f"{'not reached' if median is None else f'{median:.2f} min'} over {len(reaches)} run(s)"
                        + (f" (reached in {spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
-                       + f"; held by {held} of {len(reaches)}")
+                       + f"; held by {held} of {len(reaches)}; best {statistics.median(bests):.3g}"
+                       + (f" ({min(bests):.3g}-{max(bests):.3g})" if len(bests) > 1 else ""))
     return "\n".join(lines) + "\n\n" + "\n".join(summary)
 
 
@@ -156,6 +170,7 @@ def main(argv=None):
     parser.add_argument("--target", action="append", default=[], metavar="METRIC=VALUE",
                         help="a target, e.g. FG-ARI=0.89 (repeatable; default: the paper's numbers)")
     parser.add_argument("--dataset", help="whose paper's numbers (default: the runs' config.json)")
+    parser.add_argument("--by", type=float, metavar="MINUTES", help="read only the checks up to this many minutes")
     parser.add_argument("--figure", metavar="FILE", help="also draw the runs' checks against the minutes (a .png)")
     args = parser.parse_args(argv)
     try:
@@ -163,6 +178,8 @@ def main(argv=None):
             check_output(args.figure, "png", [Path(r) / "quality.csv" for r in args.runs])
         given = [parse_target(t) for t in args.target]
         runs = [(r, read_checks(r)) for r in args.runs]
+        if args.by is not None:
+            runs = [(r, checks_by(r, checks, args.by)) for r, checks in runs]
         datasets = {args.dataset} if args.dataset else {dataset_of(r) for r in args.runs}
         if len(datasets) > 1:
             raise InputError(f"the runs are of different datasets ({', '.join(sorted(map(str, datasets)))}): "
