@@ -62,8 +62,6 @@ def _rows(path):  # read_checks' reading, its bad cells one line each
 
 def checks_by(run_dir, checks, minutes):
     """The checks at or before `minutes`: the run as if it had stopped then."""
-    if not minutes > 0:
-        raise InputError(f"--by {minutes:g}: give the minutes, above 0")
     kept = [c for c in checks if c["minutes"] <= minutes]
     if not kept:
         raise InputError(f"{run_dir}: no check by {minutes:g} minutes (its first is at {checks[0]['minutes']:.2f})")
@@ -176,6 +174,8 @@ def main(argv=None):
     try:
         if args.figure:
             check_output(args.figure, "png", [Path(r) / "quality.csv" for r in args.runs])
+        if args.by is not None and not args.by > 0:
+            raise InputError(f"--by {args.by:g}: give the minutes, above 0")
         given = [parse_target(t) for t in args.target]
         runs = [(r, read_checks(r)) for r in args.runs]
         if args.by is not None:
