@@ -117,10 +117,11 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
+                    trained = clock.seconds()  # the check's minutes: as it begins (its calibration is not training)
                     with clock.paused(), average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         if at["stage"] == 1:
                             calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
-                        score_quality(run.dir, model, guide, eval_data, device, at, clock.seconds(), log)
+                        score_quality(run.dir, model, guide, eval_data, device, at, trained, log)
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
                 lr = schedules.learning_rate(cfg, at["lr"], at["epoch"])
