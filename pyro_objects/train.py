@@ -117,8 +117,7 @@ def train(run, device="cpu", speed=Speed(), time_budget=None, max_steps=None, da
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and lead and at["step"] % eval_every == 0:
-                    trained = clock.seconds()  # the check's minutes: as it begins (its calibration is not training)
-                    with clock.paused(), average.swapped() if average else contextlib.nullcontext(), fast.eager():
+                    with clock.paused() as trained, average.swapped() if average else contextlib.nullcontext(), fast.eager():
                         if at["stage"] == 1:
                             calibrate(guide, data, cfg.batch_size, cfg.calibration_batches, device)
                         score_quality(run.dir, model, guide, eval_data, device, at, trained, log)
@@ -235,17 +234,18 @@ class Clock:
 
     @contextlib.contextmanager
     def part(self, name, paused=False):
-        """Time the work within as one of PARTS; paused: left out of the seconds trained (scoring)."""
-        began = time.monotonic()
+        """Time the work within as one of PARTS; paused: left out of the seconds trained (scoring).
+        -> (as `with ... as trained`) the seconds trained as it begins."""
+        trained, began = self.seconds(), time.monotonic()
         try:
-            yield
+            yield trained
         finally:
             took = time.monotonic() - began
             self._add(name, took)
             if paused:
                 self.excluded += took
 
-    def paused(self):  # a check of held-out images: outside the minutes trained
+    def paused(self):  # a check of held-out images: outside the minutes trained, which it reads as it begins
         return self.part("checks", paused=True)
 
     def _add(self, name, seconds):

@@ -350,8 +350,9 @@ def test_the_clock_records_where_the_seconds_went(monkeypatch):
             now[0] += 0.5
         with clock.part("figures"):
             now[0] += 0.25
-        with clock.paused():
+        with clock.paused() as trained:  # a check: its minutes are those trained as it begins
             now[0] += 4.0
+        assert trained == clock.seconds()
         return clock.record()
 
     first = call(training.Clock(None, None), [30.0, 1.0, 1.0, 0.125, 0.125])

@@ -133,8 +133,8 @@ def train_baseline(name, cfg, run_dir, device="cpu", seed=None, resume=False, ti
                     bar.set_postfix(epoch=at["epoch"], loss=f"{loss:.4g}", img_s=f"{cfg.batch_size / clock.step_time:.0f}")
                 bar.update(1)
                 if eval_every and at["step"] % eval_every == 0:
-                    with clock.paused():
-                        score_quality(run_dir, model, None, eval_data, device, at, clock.seconds(), log)
+                    with clock.paused() as trained:
+                        score_quality(run_dir, model, None, eval_data, device, at, trained, log)
             if not stopped:
                 at.update(epoch=at["epoch"] + 1, batch=0)
                 if clock.checkpoint_due(at["epoch"] == cfg.epochs):
